@@ -1,0 +1,112 @@
+"""The results file (``results.h5``) and the model checkpoint (``model.pt``), both written atomically.
+
+``results.h5`` layout (read by plots and comparisons, nothing else):
+    root attributes: problem, model, family, n_params, rel_l2, mse, h1_sq, max_abs_err,
+        wall_time_s, steps, seed, device, dtype, status, message, config (composed config as YAML)
+    history/: step, time_s, loss, loss_<term>, rel_l2, grid   (1-D datasets of equal length)
+    eval/: x (m, n_in), u_pred (m, n_out), u_exact (m, n_out, absent without an exact solution)
+"""
+from __future__ import annotations
+
+import importlib
+import os
+import tempfile
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any, Iterator, Mapping
+
+import h5py
+import numpy as np
+import torch
+from torch import nn
+
+
+@contextmanager
+def atomic_path(path: str | os.PathLike) -> Iterator[Path]:
+    """Yield a temporary path next to ``path``; on success rename it to ``path``, on error delete it."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    os.close(fd)
+    try:
+        yield Path(tmp)
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+def _array(v: Any) -> np.ndarray:
+    return v.detach().cpu().numpy() if isinstance(v, torch.Tensor) else np.asarray(v)
+
+
+def write_results(
+    path: str | os.PathLike,
+    attrs: Mapping[str, Any],
+    history: Mapping[str, Any],
+    evaluation: Mapping[str, Any],
+) -> Path:
+    """Write ``results.h5``: root attributes, the ``history`` group and the ``eval`` group. Returns the path."""
+    path = Path(path)
+    with atomic_path(path) as tmp:
+        with h5py.File(tmp, "w") as f:
+            for key, value in attrs.items():
+                if value is None:
+                    continue
+                f.attrs[key] = value
+            hist = f.create_group("history")
+            for key, value in history.items():
+                hist.create_dataset(key, data=_array(value))
+            ev = f.create_group("eval")
+            for key, value in evaluation.items():
+                if value is not None:
+                    ev.create_dataset(key, data=_array(value))
+    return path
+
+
+def read_results(path: str | os.PathLike) -> dict[str, Any]:
+    """Read a ``results.h5`` into ``{"attrs": {...}, "history": {...}, "eval": {...}}`` of Python/numpy values."""
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"no results file at {path}")
+    with h5py.File(path, "r") as f:
+        def plain(v: Any) -> Any:
+            if isinstance(v, bytes):
+                return v.decode()
+            if isinstance(v, np.generic):
+                return v.item()
+            return v
+        return {
+            "attrs": {k: plain(v) for k, v in f.attrs.items()},
+            "history": {k: f["history"][k][()] for k in f["history"]},
+            "eval": {k: f["eval"][k][()] for k in f["eval"]},
+        }
+
+
+def save_model(path: str | os.PathLike, model: nn.Module) -> Path:
+    """Save ``model`` with what rebuilds it: its class path, ``config()`` and state on the CPU."""
+    if not hasattr(model, "config"):
+        raise TypeError(f"{type(model).__name__} has no config(); kanpde can only save models that describe their architecture")
+    payload = {
+        "class": f"{type(model).__module__}.{type(model).__qualname__}",
+        "config": model.config(),
+        "state_dict": {k: v.detach().cpu() for k, v in model.state_dict().items()},
+        "dtype": str(next(model.parameters()).dtype).removeprefix("torch."),
+    }
+    with atomic_path(path) as tmp:
+        torch.save(payload, tmp)
+    return Path(path)
+
+
+def load_model(path: str | os.PathLike) -> nn.Module:
+    """Rebuild a model saved by :func:`save_model`, on the CPU, whatever device trained it."""
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"no model checkpoint at {path}")
+    payload = torch.load(path, map_location="cpu", weights_only=False)
+    module_name, _, cls_name = payload["class"].rpartition(".")
+    cls = getattr(importlib.import_module(module_name), cls_name)
+    model = cls(**payload["config"])
+    model.to(getattr(torch, payload.get("dtype", "float32")))
+    model.load_state_dict(payload["state_dict"])
+    return model

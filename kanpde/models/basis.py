@@ -1,0 +1,106 @@
+"""B-spline basis on uniform grids, evaluated in closed form for a whole batch at once.
+
+On a uniform grid every degree-k B-spline is a shifted copy of one cardinal B-spline, so at a
+point only k+1 basis functions are non-zero and their values are k+1 fixed polynomials of the
+point's position inside its cell.  We evaluate those polynomials (no Cox–de Boor recursion) and
+scatter them into the dense basis vector.  Derivatives with respect to the input follow from
+autograd through the polynomials.
+"""
+from __future__ import annotations
+
+from fractions import Fraction
+from functools import lru_cache
+from math import comb, factorial
+
+import torch
+
+
+@lru_cache(maxsize=None)
+def cardinal_pieces(k: int) -> tuple[tuple[Fraction, ...], ...]:
+    """Polynomial pieces of the cardinal B-spline of degree ``k`` (support [0, k+1]).
+
+    Returns ``M`` with ``M[r][p]`` the coefficient of ``t**p`` of the piece on ``[r, r+1)``,
+    written in the local variable ``t = s - r`` in [0, 1).  Exact rational arithmetic, from
+    N_k(s) = 1/k! * sum_j (-1)^j C(k+1, j) (s - j)_+^k.
+    """
+    if k < 0:
+        raise ValueError(f"spline order k must be >= 0, got {k}")
+    rows = []
+    for r in range(k + 1):
+        row = []
+        for p in range(k + 1):
+            c = sum((-1) ** j * comb(k + 1, j) * comb(k, p) * Fraction(r - j) ** (k - p) for j in range(r + 1))
+            row.append(c / factorial(k))
+        rows.append(tuple(row))
+    return tuple(rows)
+
+
+def padded_bspline_basis(x: torch.Tensor, lo: torch.Tensor, h: torch.Tensor, n_intervals: int, k: int) -> torch.Tensor:
+    """B-spline basis in a padded layout that needs no masking: (batch, n_in, G + 3k + 1).
+
+    Slot ``k + m`` holds basis ``m`` (``0 <= m < G + k``); the other slots belong to no basis
+    function and must meet zero coefficients (see :func:`pad_coefficients`).  Points outside the
+    padded grid write only into the last slot.  Arguments as for :func:`uniform_bspline_basis`.
+    """
+    G = n_intervals
+    n_cells = G + 2 * k
+    u = (x - (lo - k * h)) / h  # position in units of cells from the first padded knot
+    cell = torch.floor(u).detach()
+    outside = (cell < 0) | (cell >= n_cells)
+    cell = cell.clamp(0, n_cells - 1)
+    t = u - cell  # in [0, 1) inside the grid; its derivative in x is 1/h
+
+    M = torch.tensor([[float(c) for c in row] for row in cardinal_pieces(k)], dtype=x.dtype, device=x.device)
+    powers = [torch.ones_like(t), t]
+    for _ in range(k - 1):
+        powers.append(powers[-1] * t)
+    vals = torch.stack(powers[: k + 1], dim=-1) @ M.T  # vals[..., r]: value of basis m = cell - r
+
+    slots = cell.long().unsqueeze(-1) + k - torch.arange(k + 1, device=x.device)
+    slots = slots.masked_fill(outside.unsqueeze(-1), G + 3 * k)
+    dense = torch.zeros(*x.shape, G + 3 * k + 1, dtype=x.dtype, device=x.device)
+    return dense.scatter(-1, slots, vals)
+
+
+def pad_coefficients(coef: torch.Tensor, k: int) -> torch.Tensor:
+    """coef: (n_in, G + k, ...) -> (n_in, G + 3k + 1, ...) with zeros where the padded basis has no function."""
+    pad = coef.new_zeros(coef.shape[0], k, *coef.shape[2:])
+    return torch.cat([pad, coef, pad, pad[:, :1]], dim=1)
+
+
+def uniform_bspline_basis(x: torch.Tensor, lo: torch.Tensor, h: torch.Tensor, n_intervals: int, k: int) -> torch.Tensor:
+    """Values of all ``n_intervals + k`` B-splines of degree ``k`` on a uniform grid.
+
+    The grid of input ``i`` covers ``[lo[i], lo[i] + n_intervals*h[i]]`` and is padded by ``k``
+    knots on each side (as in the KAN paper), so basis ``m`` lives on
+    ``[lo + (m-k) h, lo + (m+1) h]``.  Outside the padded grid every basis function is zero.
+
+    Args:
+        x: (batch, n_in) points.
+        lo: (n_in,) left end of each input's grid.
+        h: (n_in,) knot spacing of each input's grid.
+        n_intervals: G, the number of grid intervals.
+        k: spline degree (order).
+    Returns:
+        (batch, n_in, G + k) basis values; differentiable in ``x`` to any order.
+    """
+    return padded_bspline_basis(x, lo, h, n_intervals, k)[..., k : n_intervals + 2 * k]
+
+
+def cox_de_boor_basis(x: torch.Tensor, knots: torch.Tensor, k: int) -> torch.Tensor:
+    """Reference B-spline basis by the Cox–de Boor recursion (slow; for tests and refits).
+
+    Args:
+        x: (batch,) points.
+        knots: (n_knots,) non-decreasing knot vector.
+        k: degree.
+    Returns:
+        (batch, n_knots - k - 1) basis values, half-open cells ``[t_j, t_{j+1})``.
+    """
+    x = x.unsqueeze(-1)
+    B = ((x >= knots[:-1]) & (x < knots[1:])).to(x.dtype)
+    for d in range(1, k + 1):
+        left = (x - knots[: -(d + 1)]) / (knots[d:-1] - knots[: -(d + 1)]) * B[..., :-1]
+        right = (knots[d + 1 :] - x) / (knots[d + 1 :] - knots[1:-d]) * B[..., 1:]
+        B = left + right
+    return B

@@ -1,0 +1,67 @@
+"""Fully connected network (the physics-informed MLP baseline)."""
+from __future__ import annotations
+
+from typing import Any, Sequence
+
+import torch
+from torch import nn
+
+from .. import checks
+from .normalize import BoxNormalizer
+
+ACTIVATIONS = {"tanh": nn.Tanh, "silu": nn.SiLU, "sin": None, "gelu": nn.GELU, "softplus": nn.Softplus}
+
+
+class Sine(nn.Module):
+    """sin(x), as used by SIREN-style PINNs."""
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return torch.sin(x)
+
+
+class MLP(nn.Module):
+    """An MLP of widths ``width`` (e.g. ``[2, 100, 100, 100, 1]``), x: (batch, width[0]) -> (batch, width[-1]).
+
+    Inputs are mapped from ``bounds = (lower, upper)`` onto [-1, 1] first, like the KAN's.
+    Weights use Xavier-normal initialisation and zero biases, the usual PINN choice.
+
+    Args:
+        width: layer widths, input first.
+        activation: one of ``tanh``, ``silu``, ``sin``, ``gelu``, ``softplus``.
+        bounds: ``(lower, upper)`` of the inputs, or None if they already lie in [-1, 1].
+    """
+
+    def __init__(
+        self,
+        width: Sequence[int],
+        activation: str = "tanh",
+        bounds: tuple[Sequence[float], Sequence[float]] | None = None,
+    ) -> None:
+        super().__init__()
+        self.width = checks.widths("width", width)
+        self.activation = checks.one_of("activation", activation, tuple(ACTIVATIONS))
+        lower, upper = bounds if bounds is not None else (None, None)
+        self.normalize = BoxNormalizer(self.width[0], lower, upper)
+        layers: list[nn.Module] = []
+        for i, (a, b) in enumerate(zip(self.width[:-1], self.width[1:])):
+            linear = nn.Linear(a, b)
+            nn.init.xavier_normal_(linear.weight)
+            nn.init.zeros_(linear.bias)
+            layers.append(linear)
+            if i < len(self.width) - 2:
+                act = ACTIVATIONS[self.activation]
+                layers.append(Sine() if act is None else act())
+        self.net = nn.Sequential(*layers)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """x: (batch, width[0]) -> (batch, width[-1])."""
+        return self.net(self.normalize(x))
+
+    def n_params(self) -> int:
+        """Number of trainable parameters (weights and biases)."""
+        return sum(p.numel() for p in self.parameters() if p.requires_grad)
+
+    def config(self) -> dict[str, Any]:
+        """Constructor arguments that rebuild this architecture."""
+        lower, upper = self.normalize.bounds()
+        return {"width": list(self.width), "activation": self.activation, "bounds": (lower, upper)}

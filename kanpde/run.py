@@ -1,0 +1,159 @@
+"""One experiment from a composed config: build problem, model and trainer, train, evaluate, write results."""
+from __future__ import annotations
+
+import importlib
+import math
+import time
+from pathlib import Path
+from typing import Any, Mapping
+
+import torch
+from omegaconf import DictConfig, OmegaConf
+
+from . import checks, metrics, plot
+from .io import save_model, write_results
+from .problem import Problem
+
+
+class ConfigError(ValueError):
+    """A config value is invalid; the message names the field."""
+
+
+class TrainingFailed(RuntimeError):
+    """Training stopped early (e.g. a non-finite loss); results and the last good model were still written."""
+
+
+def _target(group: str, cfg: Mapping[str, Any]) -> tuple[type, dict[str, Any]]:
+    """Resolve ``cfg._target_`` to a class and the remaining keys to plain keyword arguments."""
+    kwargs = dict(cfg)
+    path = kwargs.pop("_target_", None)
+    if not path:
+        raise ConfigError(f"{group}._target_ is missing: the config group '{group}' must name the class to build")
+    module_name, _, attr = str(path).rpartition(".")
+    try:
+        return getattr(importlib.import_module(module_name), attr), kwargs
+    except (ImportError, AttributeError) as e:
+        raise ConfigError(f"{group}._target_={path!r} cannot be imported: {e}") from None
+
+
+def build(group: str, cfg: Mapping[str, Any], **extra: Any) -> Any:
+    """Instantiate ``cfg._target_(**cfg, **extra)``; a ValueError/TypeError becomes a ConfigError naming ``group.<field>``."""
+    cls, kwargs = _target(group, cfg)
+    try:
+        return cls(**kwargs, **extra)
+    except (ValueError, TypeError) as e:
+        msg = str(e)
+        field = msg.split(" ", 1)[0].split("[", 1)[0]
+        if not msg.startswith(f"{group}.") and field in kwargs:
+            msg = f"{group}.{msg}"
+        elif not msg.startswith(f"{group}."):
+            msg = f"{group} ({cls.__name__}): {msg}"
+        raise ConfigError(msg) from None
+
+
+def check_model_fits(problem: Problem, width: list[int] | None) -> None:
+    """The model's first and last widths must match the problem's inputs and outputs."""
+    if width is None:
+        return
+    n_in, n_out = len(problem.inputs), len(problem.outputs)
+    if width[0] != n_in or width[-1] != n_out:
+        hint = [n_in, *width[1:-1], n_out]
+        raise ConfigError(
+            f"model.width={width} does not fit problem '{problem.name}' with {n_in} input(s) {problem.inputs} "
+            f"and {n_out} output(s) {problem.outputs}; use e.g. model.width={hint}".replace(" ", " ")
+        )
+
+
+def validate(cfg: DictConfig) -> None:
+    """Top-level config values, checked before anything is built."""
+    try:
+        checks.positive_int("seed", cfg.seed, minimum=0)
+        if cfg.get("threads") is not None:
+            checks.positive_int("threads", cfg.threads)
+    except ValueError as e:
+        raise ConfigError(str(e)) from None
+
+
+def run(cfg: DictConfig, output_dir: str | Path, problem_name: str | None = None) -> dict[str, Any]:
+    """Run the experiment described by ``cfg``, writing ``results.h5``, ``model.pt`` and plots into ``output_dir``.
+
+    Returns the root attributes written to ``results.h5``.  Raises :class:`ConfigError` before any
+    training for a bad config value, and :class:`TrainingFailed` after writing the results when
+    training stopped early.
+    """
+    validate(cfg)
+    output_dir = Path(output_dir)
+    if cfg.get("threads"):
+        torch.set_num_threads(int(cfg.threads))
+    plain = OmegaConf.to_container(cfg, resolve=True)
+    trainer = build("trainer", plain["trainer"])
+    problem = build("problem", plain["problem"])
+    check_model_fits(problem, plain["model"].get("width"))
+    torch.manual_seed(int(cfg.seed))
+    lower, upper = problem.domain.bounds()
+    previous_dtype = torch.get_default_dtype()
+    torch.set_default_dtype(trainer.torch_dtype)
+    try:
+        model = build("model", plain["model"], bounds=(lower.tolist(), upper.tolist()))
+    finally:
+        torch.set_default_dtype(previous_dtype)
+    try:
+        trainer.check_model(model)
+    except ValueError as e:
+        raise ConfigError(str(e)) from None
+
+    points = problem.sample_points(int(cfg.seed))
+    x_eval = problem.eval_points()
+    print(f"kanpde: {problem.name} with {type(model).__name__} {getattr(model, 'width', '')} "
+          f"({model.n_params()} parameters), {trainer.optimizer} for {trainer.steps} steps on {trainer.torch_device} in {trainer.dtype}")
+    result = trainer.fit(problem, model, points, x_eval)
+
+    dev, dt = trainer.torch_device, trainer.torch_dtype
+    x_eval = x_eval.to(device=dev, dtype=dt)
+    model.eval()
+    has_exact = problem.exact(x_eval[:1]) is not None
+    errs = metrics.errors(model, problem.exact, x_eval) if has_exact else {}
+    with torch.no_grad():
+        u_pred = model(x_eval)
+        u_exact = problem.exact(x_eval) if has_exact else None
+
+    family = type(model).__name__.lower()
+    attrs = {
+        "problem": problem_name or problem.name,
+        "model": f"{type(model).__name__}{list(getattr(model, 'width', []))}",
+        "family": family,
+        "width": list(getattr(model, "width", [])),
+        "grid": int(getattr(model, "grid", 0)),
+        "k": int(getattr(model, "k", 0)),
+        "n_params": int(model.n_params()),
+        "rel_l2": errs.get("rel_l2", math.nan),
+        "mse": errs.get("mse", math.nan),
+        "h1_sq": errs.get("h1_sq", math.nan),
+        "max_abs_err": errs.get("max_abs_err", math.nan),
+        "wall_time_s": result.wall_time_s,
+        "steps": result.steps_done,
+        "seed": int(cfg.seed),
+        "device": str(dev),
+        "dtype": trainer.dtype,
+        "optimizer": trainer.optimizer,
+        "n_interior": problem.n_interior,
+        "n_boundary": problem.n_boundary,
+        "status": result.status,
+        "message": result.message,
+        "created": time.strftime("%Y-%m-%dT%H:%M:%S"),
+        "config": OmegaConf.to_yaml(cfg),
+    }
+    save_model(output_dir / "model.pt", model)
+    results_path = write_results(output_dir / "results.h5", attrs, result.history,
+                                 {"x": x_eval, "u_pred": u_pred, "u_exact": u_exact})
+    if cfg.get("plots", True):
+        from .io import read_results
+
+        saved = read_results(results_path)
+        plot.plot_solution(saved, output_dir / "solution.png")
+        plot.plot_history(saved, output_dir / "history.png")
+    print(f"kanpde: {attrs['problem']} {attrs['model']}: rel_l2={attrs['rel_l2']:.3e} mse={attrs['mse']:.3e} "
+          f"n_params={attrs['n_params']} wall_time={attrs['wall_time_s']:.1f}s steps={attrs['steps']} -> {output_dir}")
+    if result.status != "ok":
+        raise TrainingFailed(f"{result.message} (results and model.pt in {output_dir})")
+    return attrs

@@ -1,0 +1,217 @@
+"""Training: Adam, L-BFGS or Adam→L-BFGS on a problem's weighted loss, with grid-extension stages."""
+from __future__ import annotations
+
+import copy
+import math
+import time
+from dataclasses import dataclass, field
+from typing import Callable, Mapping, Sequence
+
+import torch
+from torch import nn
+from tqdm.auto import tqdm
+
+from . import checks
+from .metrics import relative_l2
+from .problem import Points, Problem
+
+OPTIMIZERS = ("adam", "lbfgs", "adam_lbfgs")
+
+
+@dataclass
+class TrainResult:
+    """What a training run returns: its history, its wall time and how it ended.
+
+    ``history`` maps column names (``step``, ``time_s``, ``loss``, ``loss_<term>``, ``rel_l2``,
+    ``grid``) to equal-length lists.  ``status`` is ``ok`` or ``failed`` (``message`` says why).
+    """
+
+    history: dict[str, list[float]]
+    wall_time_s: float
+    steps_done: int
+    status: str = "ok"
+    message: str = ""
+
+
+class NonFiniteLoss(RuntimeError):
+    """Raised inside training when the loss becomes NaN or infinite."""
+
+
+@dataclass
+class Trainer:
+    """Minimises sum_t weight_t * MSE_t over a problem's loss terms.
+
+    Args:
+        optimizer: ``adam``, ``lbfgs`` or ``adam_lbfgs`` (Adam for ``adam_steps``, then L-BFGS).
+        steps: total optimiser steps (an L-BFGS step is one iteration with a strong-Wolfe line search).
+        lr: Adam learning rate (L-BFGS uses ``lbfgs_lr``).
+        adam_steps: with ``adam_lbfgs``, how many of the steps are Adam.
+        lbfgs_lr, history_size: L-BFGS settings.
+        grid_extension: ``{"at": [steps], "grids": [sizes]}``: at step ``at[i]`` the KAN's grid becomes
+            ``grids[i]`` (least-squares refit, fresh optimiser state). Empty lists: no extension.
+        grid_update: when hidden layers' grids move to the activations' range on the collocation
+            points: ``start`` (before training), ``extension`` (also before each grid extension)
+            or ``none``.
+        log_every: record history every this many steps.
+        progress: show a tqdm progress bar.
+        device: ``auto``, ``cpu`` or ``cuda``.
+        dtype: ``float32`` or ``float64``.
+    """
+
+    optimizer: str = "lbfgs"
+    steps: int = 1000
+    lr: float = 1e-3
+    adam_steps: int = 0
+    lbfgs_lr: float = 1.0
+    history_size: int = 50
+    grid_extension: Mapping[str, Sequence[int]] = field(default_factory=lambda: {"at": [], "grids": []})
+    grid_update: str = "start"
+    log_every: int = 10
+    progress: bool = True
+    device: str = "auto"
+    dtype: str = "float64"
+    callbacks: list[Callable[[int, nn.Module], None]] = field(default_factory=list)
+
+    def __post_init__(self) -> None:
+        self.optimizer = checks.one_of("trainer.optimizer", self.optimizer, OPTIMIZERS)
+        self.steps = checks.positive_int("trainer.steps", self.steps)
+        self.lr = checks.positive_float("trainer.lr", self.lr)
+        self.lbfgs_lr = checks.positive_float("trainer.lbfgs_lr", self.lbfgs_lr)
+        self.history_size = checks.positive_int("trainer.history_size", self.history_size)
+        self.log_every = checks.positive_int("trainer.log_every", self.log_every)
+        self.adam_steps = checks.positive_int("trainer.adam_steps", self.adam_steps, minimum=0)
+        if self.optimizer == "adam_lbfgs" and not 0 < self.adam_steps < self.steps:
+            raise ValueError(f"trainer.adam_steps must lie strictly between 0 and trainer.steps={self.steps} for adam_lbfgs, got {self.adam_steps}")
+        self.grid_update = checks.one_of("trainer.grid_update", self.grid_update, ("start", "extension", "none"))
+        self.device = checks.one_of("trainer.device", self.device, ("auto", "cpu", "cuda"))
+        self.dtype = checks.one_of("trainer.dtype", self.dtype, ("float32", "float64"))
+        unknown = set(self.grid_extension) - {"at", "grids"}
+        if unknown:
+            raise ValueError(f"trainer.grid_extension takes 'at' and 'grids', got unknown key(s) {sorted(unknown)}")
+        at = [checks.positive_int(f"trainer.grid_extension.at[{i}]", s) for i, s in enumerate(self.grid_extension.get("at", []))]
+        grids = [checks.positive_int(f"trainer.grid_extension.grids[{i}]", g) for i, g in enumerate(self.grid_extension.get("grids", []))]
+        if len(at) != len(grids):
+            raise ValueError(f"trainer.grid_extension: 'at' has {len(at)} steps but 'grids' has {len(grids)} sizes")
+        if at != sorted(set(at)) or (at and at[-1] >= self.steps):
+            raise ValueError(f"trainer.grid_extension.at must be increasing steps below trainer.steps={self.steps}, got {at}")
+        self.grid_extension = {"at": at, "grids": grids}
+        if self.device == "cuda" and not torch.cuda.is_available():
+            raise ValueError("trainer.device=cuda but torch sees no CUDA device; use trainer.device=cpu or auto")
+
+    @property
+    def torch_device(self) -> torch.device:
+        """The device training runs on."""
+        if self.device == "auto":
+            return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+        return torch.device(self.device)
+
+    @property
+    def torch_dtype(self) -> torch.dtype:
+        return getattr(torch, self.dtype)
+
+    def check_model(self, model: nn.Module) -> None:
+        """Fail before training if the schedule asks the model for something it cannot do."""
+        grids = self.grid_extension["grids"]
+        if grids and not hasattr(model, "extend_grid"):
+            raise ValueError(f"trainer.grid_extension needs a KAN model, got {type(model).__name__}; set trainer.grid_extension.at=[] trainer.grid_extension.grids=[]")
+        if grids and any(g <= g0 for g, g0 in zip(grids, [model.grid, *grids])):
+            raise ValueError(f"trainer.grid_extension.grids must increase from model.grid={model.grid}, got {grids}")
+
+    def _make_optimizer(self, model: nn.Module, step: int) -> torch.optim.Optimizer:
+        use_adam = self.optimizer == "adam" or (self.optimizer == "adam_lbfgs" and step < self.adam_steps)
+        if use_adam:
+            return torch.optim.Adam(model.parameters(), lr=self.lr)
+        return torch.optim.LBFGS(
+            # one iteration per step; max_eval must be set, or torch leaves the line search no evaluations
+            model.parameters(), lr=self.lbfgs_lr, max_iter=1, max_eval=25, history_size=self.history_size,
+            tolerance_grad=0.0, tolerance_change=0.0, line_search_fn="strong_wolfe",
+        )
+
+    def fit(self, problem: Problem, model: nn.Module, points: Points, x_eval: torch.Tensor | None = None) -> TrainResult:
+        """Train ``model`` (in place) on ``points``; errors against ``problem.exact`` on ``x_eval`` are logged.
+
+        A non-finite loss stops training: the model is restored to the last finite state and the
+        result has ``status="failed"`` with a message naming the step.
+        """
+        self.check_model(model)
+        dev, dt = self.torch_device, self.torch_dtype
+        model.to(device=dev, dtype=dt)
+        pts = {t: {k: v.to(device=dev, dtype=dt) for k, v in p.items()} for t, p in points.items()}
+        u_exact = None
+        if x_eval is not None:
+            x_eval = x_eval.to(device=dev, dtype=dt)
+            u_exact = problem.exact(x_eval)
+        weights = problem.weights
+        hist: dict[str, list[float]] = {k: [] for k in ["step", "time_s", "loss", *[f"loss_{t}" for t in problem.terms], "rel_l2", "grid"]}
+        extensions = dict(zip(self.grid_extension["at"], self.grid_extension["grids"]))
+
+        def closure_terms() -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
+            terms = problem.losses(model, pts)
+            return sum(weights[t] * v for t, v in terms.items()), terms
+
+        def record(step: int, loss: float, terms: dict[str, torch.Tensor]) -> float:
+            err = math.nan
+            if u_exact is not None:
+                with torch.no_grad():
+                    err = relative_l2(model(x_eval), u_exact).item()
+            hist["step"].append(step)
+            hist["time_s"].append(time.perf_counter() - t0)
+            hist["loss"].append(loss)
+            for t in problem.terms:
+                hist[f"loss_{t}"].append(terms[t].item())
+            hist["rel_l2"].append(err)
+            hist["grid"].append(float(getattr(model, "grid", 0)))
+            return err
+
+        t0 = time.perf_counter()
+        if self.grid_update in ("start", "extension") and hasattr(model, "update_grid"):
+            model.update_grid(pts["pde"]["x"])
+        opt = self._make_optimizer(model, 0)
+        last_good = copy.deepcopy(model.state_dict())
+        bar = tqdm(range(self.steps), disable=not self.progress, dynamic_ncols=True, leave=False)
+        status, message, step = "ok", "", 0
+        for step in bar:
+            if step in extensions:
+                if self.grid_update == "extension":
+                    model.update_grid(pts["pde"]["x"])
+                model.extend_grid(extensions[step])
+                last_good = copy.deepcopy(model.state_dict())  # same function, new shapes
+                opt = self._make_optimizer(model, step)
+            elif self.optimizer == "adam_lbfgs" and step == self.adam_steps:
+                opt = self._make_optimizer(model, step)
+
+            terms: dict[str, torch.Tensor] = {}
+            if isinstance(opt, torch.optim.LBFGS):
+                def closure() -> torch.Tensor:
+                    opt.zero_grad(set_to_none=True)
+                    loss, parts = closure_terms()
+                    terms.update(parts)  # the first call's terms: the loss at the start of this step
+                    loss.backward()
+                    return loss
+                loss_val = float(opt.step(closure).detach())
+                if float(opt.state[opt.param_groups[0]["params"][0]].get("t", 1.0)) == 0.0:
+                    opt.state.clear()  # the line search found no decrease: restart from steepest descent
+            else:
+                opt.zero_grad(set_to_none=True)
+                loss, parts = closure_terms()
+                terms.update(parts)
+                loss_val = loss.item()
+                if math.isfinite(loss_val):
+                    loss.backward()
+                    opt.step()
+            if not math.isfinite(loss_val) or not all(bool(torch.isfinite(p).all()) for p in model.parameters()):
+                bad = [t for t, v in terms.items() if not math.isfinite(v.item())]
+                what = f"loss term(s) {', '.join(bad)}" if bad else "loss" if not math.isfinite(loss_val) else "parameters"
+                status = "failed"
+                message = f"non-finite {what} at step {step}; the model was restored to its last finite state"
+                model.load_state_dict(last_good)
+                break
+            last_good = copy.deepcopy(model.state_dict())
+            if step % self.log_every == 0 or step == self.steps - 1:
+                err = record(step, loss_val, terms)
+                bar.set_postfix(loss=f"{loss_val:.3e}", rel_l2=f"{err:.2e}", refresh=False)
+            for cb in self.callbacks:
+                cb(step, model)
+        bar.close()
+        steps_done = step + 1 if status == "ok" else step
+        return TrainResult(hist, time.perf_counter() - t0, steps_done, status, message)
