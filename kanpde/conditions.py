@@ -64,7 +64,10 @@ class Condition(ABC):
                 kept.append(sel)
                 total += sel.shape[0]
                 attempt += 1
-            x = torch.cat(kept)[:n]
+            x = torch.cat(kept)
+            # candidates come face by face: keep a random subset, not the first n
+            keep = torch.randperm(x.shape[0], generator=torch.Generator().manual_seed(seed))[:n]
+            x = x[keep.sort().values]
         return {"x": x, "normal": domain.normal(x)}
 
     @abstractmethod

@@ -17,7 +17,11 @@ def _grad(fn: Callable[[torch.Tensor], torch.Tensor], x: torch.Tensor) -> tuple[
     x = x.detach().requires_grad_(True)
     with torch.enable_grad():
         y = fn(x)
-        g = torch.stack([torch.autograd.grad(y[:, o].sum(), x, retain_graph=True)[0] for o in range(y.shape[1])], dim=1)
+        grads = []
+        for o in range(y.shape[1]):
+            g = torch.autograd.grad(y[:, o].sum(), x, retain_graph=True, allow_unused=True)[0] if y.requires_grad else None
+            grads.append(torch.zeros_like(x) if g is None else g)  # an output that ignores x has zero gradient
+        g = torch.stack(grads, dim=1)
     return y.detach(), g.detach()
 
 
@@ -41,4 +45,5 @@ def errors(model: nn.Module, exact: Callable[[torch.Tensor], torch.Tensor], x: t
         max_abs = max(max_abs, diff.abs().max().item())
         n_values += diff.numel()
     mse = sq / n_values
-    return {"rel_l2": (sq / ref_sq) ** 0.5, "mse": mse, "h1_sq": mse + gsq / n_values, "max_abs_err": max_abs}
+    rel = (sq / ref_sq) ** 0.5 if ref_sq > 0 else (0.0 if sq == 0 else float("inf"))  # undefined for u = 0
+    return {"rel_l2": rel, "mse": mse, "h1_sq": mse + gsq / n_values, "max_abs_err": max_abs}

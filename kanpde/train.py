@@ -49,9 +49,8 @@ class Trainer:
         lbfgs_lr, history_size: L-BFGS settings.
         grid_extension: ``{"at": [steps], "grids": [sizes]}``: at step ``at[i]`` the KAN's grid becomes
             ``grids[i]`` (least-squares refit, fresh optimiser state). Empty lists: no extension.
-        grid_update: when hidden layers' grids move to the activations' range on the collocation
-            points: ``start`` (before training), ``extension`` (also before each grid extension)
-            or ``none``.
+        grid_update: ``extension`` moves the hidden layers' grids to the activations' range on the
+            collocation points before each grid extension; ``none`` keeps every grid range fixed.
         log_every: record history every this many steps.
         progress: show a tqdm progress bar.
         device: ``auto``, ``cpu`` or ``cuda``.
@@ -65,7 +64,7 @@ class Trainer:
     lbfgs_lr: float = 1.0
     history_size: int = 50
     grid_extension: Mapping[str, Sequence[int]] = field(default_factory=lambda: {"at": [], "grids": []})
-    grid_update: str = "start"
+    grid_update: str = "extension"
     log_every: int = 10
     progress: bool = True
     device: str = "auto"
@@ -82,7 +81,7 @@ class Trainer:
         self.adam_steps = checks.positive_int("trainer.adam_steps", self.adam_steps, minimum=0)
         if self.optimizer == "adam_lbfgs" and not 0 < self.adam_steps < self.steps:
             raise ValueError(f"trainer.adam_steps must lie strictly between 0 and trainer.steps={self.steps} for adam_lbfgs, got {self.adam_steps}")
-        self.grid_update = checks.one_of("trainer.grid_update", self.grid_update, ("start", "extension", "none"))
+        self.grid_update = checks.one_of("trainer.grid_update", self.grid_update, ("extension", "none"))
         self.device = checks.one_of("trainer.device", self.device, ("auto", "cpu", "cuda"))
         self.dtype = checks.one_of("trainer.dtype", self.dtype, ("float32", "float64"))
         unknown = set(self.grid_extension) - {"at", "grids"}
@@ -164,8 +163,6 @@ class Trainer:
             return err
 
         t0 = time.perf_counter()
-        if self.grid_update in ("start", "extension") and hasattr(model, "update_grid"):
-            model.update_grid(pts["pde"]["x"])
         opt = self._make_optimizer(model, 0)
         last_good = copy.deepcopy(model.state_dict())
         bar = tqdm(range(self.steps), disable=not self.progress, dynamic_ncols=True, leave=False)

@@ -134,6 +134,8 @@ class KAN(nn.Module):
         grid = checks.positive_int("grid", grid)
         self.k = checks.positive_int("k", k)
         self.grid_range = (float(grid_range[0]), float(grid_range[1]))
+        if not self.grid_range[1] > self.grid_range[0]:
+            raise ValueError(f"grid_range must be increasing, got {tuple(grid_range)!r}")
         self.init_scale = checks.positive_float("init_scale", init_scale, allow_zero=True)
         lower, upper = bounds if bounds is not None else (None, None)
         self.normalize = BoxNormalizer(self.width[0], lower, upper, target=self.grid_range)

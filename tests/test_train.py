@@ -1,0 +1,111 @@
+"""Trainer: optimisers reduce the loss, grid extension mid-run, a non-finite loss stops cleanly, bad settings fail early."""
+from __future__ import annotations
+
+import math
+
+import pytest
+import torch
+from torch import nn
+
+from kanpde import KAN, MLP
+from kanpde.train import Trainer
+from problems.poisson import Poisson1D
+
+
+@pytest.fixture
+def problem():
+    return Poisson1D(n_interior=64, n_boundary=2)
+
+
+def _kan(seed: int = 0) -> KAN:
+    torch.manual_seed(seed)
+    return KAN([1, 3, 1], grid=5, k=3, bounds=([-1.0], [1.0]))
+
+
+@pytest.mark.parametrize("optimizer", ["adam", "lbfgs", "adam_lbfgs"])
+def test_optimisers_reduce_the_error(problem, optimizer):
+    steps = 200 if optimizer == "adam" else 60
+    trainer = Trainer(optimizer=optimizer, steps=steps, lr=2e-2, adam_steps=30, progress=False, log_every=5, device="cpu")
+    model = _kan()
+    res = trainer.fit(problem, model, problem.sample_points(0), problem.eval_points())
+    assert res.status == "ok" and res.steps_done == steps
+    h = res.history
+    assert h["step"][0] == 0 and h["step"][-1] == steps - 1
+    assert set(h) >= {"step", "time_s", "loss", "loss_pde", "loss_dirichlet", "rel_l2", "grid"}
+    assert h["rel_l2"][-1] < 0.5 * h["rel_l2"][0]
+    assert h["loss"][-1] < 1e-2 * h["loss"][0]
+
+
+def test_lbfgs_solves_poisson1d_accurately(problem):
+    trainer = Trainer(optimizer="lbfgs", steps=150, progress=False, device="cpu")
+    model = _kan()
+    res = trainer.fit(problem, model, problem.sample_points(0), problem.eval_points())
+    assert res.history["rel_l2"][-1] < 1e-3
+
+
+def test_grid_extension_schedule(problem):
+    trainer = Trainer(optimizer="lbfgs", steps=40, progress=False, log_every=1, device="cpu",
+                      grid_extension={"at": [10, 25], "grids": [8, 16]})
+    model = _kan()
+    res = trainer.fit(problem, model, problem.sample_points(0), problem.eval_points())
+    grids = res.history["grid"]
+    assert grids[9] == 5 and grids[10] == 8 and grids[24] == 8 and grids[25] == 16
+    assert model.grid == 16
+    assert model.layers[0].coef.shape == (1, 16 + 3, 3)
+    # the refit keeps the function: the error does not jump at an extension
+    assert res.history["rel_l2"][10] < 1.5 * res.history["rel_l2"][9]
+
+
+class NaNAfter(nn.Module):
+    """Wraps a model and returns NaN from the ``n``-th forward call on."""
+
+    def __init__(self, inner: nn.Module, n: int) -> None:
+        super().__init__()
+        self.inner, self.n, self.calls = inner, n, 0
+
+    def forward(self, x):
+        self.calls += 1
+        y = self.inner(x)
+        return y * math.nan if self.calls >= self.n else y
+
+
+def test_non_finite_loss_stops_and_restores_last_good_state(problem):
+    model = NaNAfter(MLP([1, 8, 1], bounds=([-1.0], [1.0])), n=2 * 7 + 1)  # two forwards (pde, bc) per Adam step
+    trainer = Trainer(optimizer="adam", steps=50, progress=False, device="cpu")
+    snapshots = []
+    trainer.callbacks.append(lambda step, m: snapshots.append({k: v.clone() for k, v in m.state_dict().items()}))
+    res = trainer.fit(problem, model, problem.sample_points(0))
+    assert res.status == "failed"
+    assert "step 7" in res.message and "non-finite" in res.message
+    assert res.steps_done == 7
+    for k, v in model.state_dict().items():
+        torch.testing.assert_close(v, snapshots[-1][k], rtol=0, atol=0)
+        assert torch.isfinite(v).all()
+
+
+@pytest.mark.parametrize(
+    "kwargs, field",
+    [
+        ({"optimizer": "sgd"}, "trainer.optimizer"),
+        ({"steps": 0}, "trainer.steps"),
+        ({"steps": -3}, "trainer.steps"),
+        ({"lr": -1.0}, "trainer.lr"),
+        ({"dtype": "float16"}, "trainer.dtype"),
+        ({"device": "tpu"}, "trainer.device"),
+        ({"optimizer": "adam_lbfgs", "steps": 10, "adam_steps": 10}, "trainer.adam_steps"),
+        ({"grid_extension": {"at": [5], "grids": []}}, "trainer.grid_extension"),
+        ({"grid_extension": {"at": [50], "grids": [10]}, "steps": 40}, "trainer.grid_extension.at"),
+        ({"grid_extension": {"at": [5], "grids": [10], "every": 3}}, "trainer.grid_extension"),
+        ({"grid_update": "always"}, "trainer.grid_update"),
+    ],
+)
+def test_bad_settings_name_the_field(kwargs, field):
+    with pytest.raises(ValueError, match=field.replace(".", r"\.")):
+        Trainer(**kwargs)
+
+
+def test_schedule_checked_against_the_model():
+    with pytest.raises(ValueError, match="needs a KAN"):
+        Trainer(grid_extension={"at": [5], "grids": [10]}).check_model(MLP([1, 4, 1]))
+    with pytest.raises(ValueError, match="must increase from model.grid=5"):
+        Trainer(grid_extension={"at": [5, 9], "grids": [10, 8]}).check_model(KAN([1, 2, 1], grid=5))
