@@ -33,18 +33,13 @@ class Poisson2D(Problem):
         return (torch.sin(pi * x[:, 0]) * torch.sin(pi * x[:, 1] ** 2)).unsqueeze(1)
 
 
-class Poisson2DSin(Problem):
+class Poisson2DSin(Poisson2D):
     """The pykan PDE tutorial's problem: on [-1,1]², ∇²u = −2π²·sin(πx)·sin(πy), u = 0 on the boundary.
 
-    Exact u = sin(πx)·sin(πy).  Same loss weighting and point counts as ``poisson2d``.
+    Exact u = sin(πx)·sin(πy).  Same domain, loss weighting and point counts as ``poisson2d``.
     """
 
     name = "poisson2d_sin"
-    inputs = ("x", "y")
-
-    def __init__(self, n_interior: int = 10000, n_boundary: int = 800, weights=None, **kw) -> None:
-        weights = {"pde": 0.01, "dirichlet": 1.0, **(weights or {})}
-        super().__init__(Box([-1, -1], [1, 1]), [Dirichlet(0.0)], weights, n_interior, n_boundary, **kw)
 
     def residual(self, f: Fields) -> torch.Tensor:
         return f.laplacian("u") + 2 * pi**2 * torch.sin(pi * f["x"]) * torch.sin(pi * f["y"])

@@ -172,16 +172,6 @@ def test_wrong_output_count_raises_valueerror():
         Fields(Known(), torch.rand(4, 2, dtype=F64), ("x", "y"), ("u",))
 
 
-@pytest.fixture
-def f64():
-    old = torch.get_default_dtype()
-    torch.set_default_dtype(torch.float64)
-    try:
-        yield
-    finally:
-        torch.set_default_dtype(old)
-
-
 def test_kan_laplacian_matches_hessian_trace(f64):
     torch.manual_seed(0)
     model = KAN([2, 3, 1], grid=5, k=3, bounds=([0.0, -1.0], [2.0, 1.0]))

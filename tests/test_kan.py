@@ -9,16 +9,6 @@ from kanpde.models import KAN, MLP, KANLayer
 from kanpde.models.basis import cox_de_boor_basis
 
 
-@pytest.fixture
-def f64():
-    old = torch.get_default_dtype()
-    torch.set_default_dtype(torch.float64)
-    try:
-        yield
-    finally:
-        torch.set_default_dtype(old)
-
-
 def _random_coefs(model, seed=0, amp=0.4, base=0.2):
     """Non-trivial random coefficients small enough that hidden activations stay inside [-1, 1]."""
     gen = torch.Generator().manual_seed(seed)
