@@ -6,19 +6,16 @@ from __future__ import annotations
 
 import math
 import warnings
+from abc import ABC, abstractmethod
 from collections.abc import Sequence
 
 import numpy as np
 import torch
 from scipy.stats import qmc
 
+from . import checks
+
 SAMPLERS = ("uniform", "sobol", "halton", "lhs")
-
-
-def _check_n(n: int, name: str = "n", minimum: int = 1) -> int:
-    if isinstance(n, bool) or not isinstance(n, (int, np.integer)) or n < minimum:
-        raise ValueError(f"{name} must be an integer >= {minimum}; got {n!r}")
-    return int(n)
 
 
 def _make_engine(cls, dim: int, rng: np.random.Generator, **kwargs):
@@ -53,38 +50,38 @@ def _rng(seed: int | None, *extra: int) -> np.random.Generator:
     return np.random.default_rng([int(seed), *extra]) if extra else np.random.default_rng(seed)
 
 
-class Domain:
+class Domain(ABC):
     """Abstract base class for a closed domain in R^dim."""
 
     dim: int
 
+    @abstractmethod
     def bounds(self) -> tuple[torch.Tensor, torch.Tensor]:
         """Bounding box: (lower (dim,), upper (dim,)) float64."""
-        raise NotImplementedError
 
+    @abstractmethod
     def inside(self, x: torch.Tensor) -> torch.Tensor:
         """x: (n, dim) -> bool (n,); the boundary counts as inside."""
-        raise NotImplementedError
 
+    @abstractmethod
     def on_boundary(self, x: torch.Tensor, tol: float = 1e-9) -> torch.Tensor:
         """x: (n, dim) -> bool (n,); ``tol`` is relative to the largest extent."""
-        raise NotImplementedError
 
+    @abstractmethod
     def sample_interior(self, n: int, method: str = "uniform", seed: int | None = None) -> torch.Tensor:
         """(n, dim) points inside the domain."""
-        raise NotImplementedError
 
+    @abstractmethod
     def sample_boundary(self, n: int, method: str = "uniform", seed: int | None = None) -> torch.Tensor:
         """(n, dim) points on the boundary."""
-        raise NotImplementedError
 
+    @abstractmethod
     def normal(self, x: torch.Tensor) -> torch.Tensor:
         """Outward unit normals at boundary points x: (n, dim) -> (n, dim)."""
-        raise NotImplementedError
 
     def grid(self, n_per_dim: int) -> torch.Tensor:
         """Tensor-product grid over the bounding box incl. its boundary: (n_per_dim**dim, dim), 'ij' order."""
-        n_per_dim = _check_n(n_per_dim, "n_per_dim", minimum=2)
+        n_per_dim = checks.positive_int("n_per_dim", n_per_dim, minimum=2)
         lo, hi = self.bounds()
         axes = [torch.linspace(float(lo[i]), float(hi[i]), n_per_dim, dtype=torch.float64) for i in range(self.dim)]
         mesh = torch.meshgrid(*axes, indexing="ij")
@@ -150,13 +147,13 @@ class Box(Domain):
         return self._boundary_distance(x) <= tol * self._scale()
 
     def sample_interior(self, n: int, method: str = "uniform", seed: int | None = None) -> torch.Tensor:
-        n = _check_n(n)
+        n = checks.positive_int("n", n)
         u = torch.from_numpy(unit_samples(n, self.dim, method, _rng(seed)))
         return torch.clamp(self.lower + u * self.extent, self.lower, self.upper)
 
     def face_counts(self, n: int) -> list[int]:
         """Split ``n`` over the 2*dim faces (order lower_0, upper_0, ...) in proportion to their measure."""
-        n = _check_n(n)
+        n = checks.positive_int("n", n)
         ext = self.extent.tolist()
         measures = [math.prod(ext[:i] + ext[i + 1:]) for i in range(self.dim) for _ in range(2)]
         quotas = [n * m / sum(measures) for m in measures]

@@ -11,7 +11,7 @@ import torch
 from omegaconf import DictConfig, OmegaConf
 
 from . import checks, metrics, plot
-from .io import save_model, write_results
+from .io import read_results, save_model, write_results
 from .problem import Problem
 
 
@@ -57,10 +57,10 @@ def check_model_fits(problem: Problem, width: list[int] | None) -> None:
         return
     n_in, n_out = len(problem.inputs), len(problem.outputs)
     if width[0] != n_in or width[-1] != n_out:
-        hint = [n_in, *width[1:-1], n_out]
+        hint = "[" + ",".join(map(str, [n_in, *width[1:-1], n_out])) + "]"
         raise ConfigError(
-            f"model.width={width} does not fit problem '{problem.name}' with {n_in} input(s) {problem.inputs} "
-            f"and {n_out} output(s) {problem.outputs}; use e.g. model.width={hint}".replace(" ", " ")
+            f"model.width={list(width)} does not fit problem '{problem.name}' with {n_in} input(s) {problem.inputs} "
+            f"and {n_out} output(s) {problem.outputs}; use e.g. model.width={hint}"
         )
 
 
@@ -147,8 +147,6 @@ def run(cfg: DictConfig, output_dir: str | Path, problem_name: str | None = None
     results_path = write_results(output_dir / "results.h5", attrs, result.history,
                                  {"x": x_eval, "u_pred": u_pred, "u_exact": u_exact})
     if cfg.get("plots", True):
-        from .io import read_results
-
         saved = read_results(results_path)
         plot.plot_solution(saved, output_dir / "solution.png")
         plot.plot_history(saved, output_dir / "history.png")

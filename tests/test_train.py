@@ -36,11 +36,14 @@ def test_optimisers_reduce_the_error(problem, optimizer):
     assert h["loss"][-1] < 1e-2 * h["loss"][0]
 
 
-def test_lbfgs_solves_poisson1d_accurately(problem):
+def test_lbfgs_solves_poisson1d_accurately():
+    problem = Poisson1D()  # 256 interior points
     trainer = Trainer(optimizer="lbfgs", steps=150, progress=False, device="cpu")
-    model = _kan()
+    torch.manual_seed(0)
+    model = KAN([1, 5, 1], grid=5, k=3, bounds=([-1.0], [1.0]))
     res = trainer.fit(problem, model, problem.sample_points(0), problem.eval_points())
-    assert res.history["rel_l2"][-1] < 1e-3
+    assert res.history["rel_l2"][-1] < 5e-3
+    assert res.history["loss"][-1] < 1e-3 * res.history["loss"][0]
 
 
 def test_grid_extension_schedule(problem):
