@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import importlib
 import math
+import re
 import time
 from pathlib import Path
 from typing import Any, Mapping
@@ -43,7 +44,8 @@ def build(group: str, cfg: Mapping[str, Any], **extra: Any) -> Any:
         return cls(**kwargs, **extra)
     except (ValueError, TypeError) as e:
         msg = str(e)
-        field = msg.split(" ", 1)[0].split("[", 1)[0]
+        field = re.match(r"[A-Za-z_]\w*", msg)
+        field = field.group(0) if field else ""
         if not msg.startswith(f"{group}.") and field in kwargs:
             msg = f"{group}.{msg}"
         elif not msg.startswith(f"{group}."):
