@@ -49,8 +49,9 @@ class Trainer:
         lbfgs_lr, history_size: L-BFGS settings.
         grid_extension: ``{"at": [steps], "grids": [sizes]}``: at step ``at[i]`` the KAN's grid becomes
             ``grids[i]`` (least-squares refit, fresh optimiser state). Empty lists: no extension.
-        grid_update: ``extension`` moves the hidden layers' grids to the activations' range on the
-            collocation points before each grid extension; ``none`` keeps every grid range fixed.
+        grid_update: ``none`` keeps every grid range fixed (measured best on the Poisson problems);
+            ``extension`` moves the hidden layers' grids to the activations' range on the
+            collocation points before each grid extension (pykan's habit).
         log_every: record history every this many steps.
         progress: show a tqdm progress bar.
         device: ``auto``, ``cpu`` or ``cuda``.
@@ -64,7 +65,7 @@ class Trainer:
     lbfgs_lr: float = 1.0
     history_size: int = 50
     grid_extension: Mapping[str, Sequence[int]] = field(default_factory=lambda: {"at": [], "grids": []})
-    grid_update: str = "extension"
+    grid_update: str = "none"
     log_every: int = 10
     progress: bool = True
     device: str = "auto"
@@ -81,7 +82,7 @@ class Trainer:
         self.adam_steps = checks.positive_int("trainer.adam_steps", self.adam_steps, minimum=0)
         if self.optimizer == "adam_lbfgs" and not 0 < self.adam_steps < self.steps:
             raise ValueError(f"trainer.adam_steps must lie strictly between 0 and trainer.steps={self.steps} for adam_lbfgs, got {self.adam_steps}")
-        self.grid_update = checks.one_of("trainer.grid_update", self.grid_update, ("extension", "none"))
+        self.grid_update = checks.one_of("trainer.grid_update", self.grid_update, ("none", "extension"))
         self.device = checks.one_of("trainer.device", self.device, ("auto", "cpu", "cuda"))
         self.dtype = checks.one_of("trainer.dtype", self.dtype, ("float32", "float64"))
         unknown = set(self.grid_extension) - {"at", "grids"}
@@ -165,7 +166,7 @@ class Trainer:
         t0 = time.perf_counter()
         opt = self._make_optimizer(model, 0)
         last_good = copy.deepcopy(model.state_dict())
-        bar = tqdm(range(self.steps), disable=not self.progress, dynamic_ncols=True, leave=False)
+        bar = tqdm(range(self.steps), disable=not self.progress, dynamic_ncols=True, leave=False, mininterval=0.5)
         status, message, step = "ok", "", 0
         for step in bar:
             if step in extensions:
@@ -182,7 +183,8 @@ class Trainer:
                 def closure() -> torch.Tensor:
                     opt.zero_grad(set_to_none=True)
                     loss, parts = closure_terms()
-                    terms.update(parts)  # the first call's terms: the loss at the start of this step
+                    if not terms:  # keep the first call's terms: the loss at the start of this step
+                        terms.update({t: v.detach() for t, v in parts.items()})
                     loss.backward()
                     return loss
                 loss_val = float(opt.step(closure).detach())
@@ -191,7 +193,7 @@ class Trainer:
             else:
                 opt.zero_grad(set_to_none=True)
                 loss, parts = closure_terms()
-                terms.update(parts)
+                terms.update({t: v.detach() for t, v in parts.items()})
                 loss_val = loss.item()
                 if math.isfinite(loss_val):
                     loss.backward()
