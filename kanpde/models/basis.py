@@ -35,6 +35,12 @@ def cardinal_pieces(k: int) -> tuple[tuple[Fraction, ...], ...]:
     return tuple(rows)
 
 
+@lru_cache(maxsize=None)
+def _piece_matrix(k: int, dtype: torch.dtype, device: torch.device) -> torch.Tensor:
+    """``cardinal_pieces(k)`` as a tensor, built once per dtype and device (no host copy per forward)."""
+    return torch.tensor([[float(c) for c in row] for row in cardinal_pieces(k)], dtype=dtype, device=device)
+
+
 def padded_bspline_basis(x: torch.Tensor, lo: torch.Tensor, h: torch.Tensor, n_intervals: int, k: int) -> torch.Tensor:
     """B-spline basis in a padded layout that needs no masking: (batch, n_in, G + 3k + 1).
 
@@ -50,7 +56,7 @@ def padded_bspline_basis(x: torch.Tensor, lo: torch.Tensor, h: torch.Tensor, n_i
     cell = cell.clamp(0, n_cells - 1)
     t = u - cell  # in [0, 1) inside the grid; its derivative in x is 1/h
 
-    M = torch.tensor([[float(c) for c in row] for row in cardinal_pieces(k)], dtype=x.dtype, device=x.device)
+    M = _piece_matrix(k, x.dtype, x.device)
     powers = [torch.ones_like(t), t]
     for _ in range(k - 1):
         powers.append(powers[-1] * t)
