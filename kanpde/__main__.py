@@ -6,7 +6,8 @@ from pathlib import Path
 
 import hydra
 from hydra.core.hydra_config import HydraConfig
-from omegaconf import DictConfig
+from hydra.types import RunMode
+from omegaconf import DictConfig, OmegaConf
 
 from .configs import config_dir
 from .run import ConfigError, TrainingFailed, run
@@ -16,7 +17,8 @@ from .run import ConfigError, TrainingFailed, run
 def _main(cfg: DictConfig) -> float:
     hc = HydraConfig.get()
     try:
-        attrs = run(cfg, Path(hc.runtime.output_dir), problem_name=hc.runtime.choices.get("problem"))
+        attrs = run(cfg, Path(hc.runtime.output_dir), problem_name=hc.runtime.choices.get("problem"),
+                    launcher=OmegaConf.to_container(hc.launcher, resolve=False) if hc.mode == RunMode.MULTIRUN else None)
     except ConfigError as e:
         print(f"kanpde: invalid config: {e}", file=sys.stderr)
         sys.exit(2)

@@ -4,6 +4,7 @@
     root attributes: problem, model, family, n_params, rel_l2, mse, h1_sq, max_abs_err,
         wall_time_s, steps, seed, device, dtype, status, message, config (composed config as YAML)
     history/: step, time_s, loss, loss_<term>, rel_l2, grid   (1-D datasets of equal length)
+    stages/: step, time_s, grid, n_params, rel_l2, mse, h1_sq  (one entry per grid stage; the last is the final model)
     eval/: x (m, n_in), u_pred (m, n_out), u_exact (m, n_out, absent without an exact solution)
 """
 from __future__ import annotations
@@ -45,8 +46,9 @@ def write_results(
     attrs: Mapping[str, Any],
     history: Mapping[str, Any],
     evaluation: Mapping[str, Any],
+    stages: Mapping[str, Any] | None = None,
 ) -> Path:
-    """Write ``results.h5``: root attributes, the ``history`` group and the ``eval`` group. Returns the path."""
+    """Write ``results.h5``: root attributes and the ``history``, ``eval`` and (optional) ``stages`` groups. Returns the path."""
     path = Path(path)
     with atomic_path(path) as tmp:
         with h5py.File(tmp, "w") as f:
@@ -61,11 +63,18 @@ def write_results(
             for key, value in evaluation.items():
                 if value is not None:
                     ev.create_dataset(key, data=_array(value))
+            if stages is not None:
+                st = f.create_group("stages")
+                for key, value in stages.items():
+                    st.create_dataset(key, data=_array(value))
     return path
 
 
 def read_results(path: str | os.PathLike) -> dict[str, Any]:
-    """Read a ``results.h5`` into ``{"attrs": {...}, "history": {...}, "eval": {...}}`` of Python/numpy values."""
+    """Read a ``results.h5`` into ``{"attrs", "history", "eval", "stages"}`` dicts of Python/numpy values.
+
+    ``stages`` is empty for files written without it.
+    """
     path = Path(path)
     if not path.is_file():
         raise FileNotFoundError(f"no results file at {path}")
@@ -80,6 +89,7 @@ def read_results(path: str | os.PathLike) -> dict[str, Any]:
             "attrs": {k: plain(v) for k, v in f.attrs.items()},
             "history": {k: f["history"][k][()] for k in f["history"]},
             "eval": {k: f["eval"][k][()] for k in f["eval"]},
+            "stages": {k: f["stages"][k][()] for k in f["stages"]} if "stages" in f else {},
         }
 
 

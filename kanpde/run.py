@@ -1,6 +1,7 @@
 """One experiment from a composed config: build problem, model and trainer, train, evaluate, write results."""
 from __future__ import annotations
 
+import hashlib
 import importlib
 import math
 import re
@@ -12,6 +13,7 @@ import torch
 from omegaconf import DictConfig, OmegaConf
 
 from . import checks, metrics, plot
+from .threads import job_threads
 from .io import read_results, save_model, write_results
 from .problem import Problem
 
@@ -70,23 +72,42 @@ def validate(cfg: DictConfig) -> None:
     """Top-level config values, checked before anything is built."""
     try:
         checks.positive_int("seed", cfg.seed, minimum=0)
-        if cfg.get("threads") is not None:
-            checks.positive_int("threads", cfg.threads)
+        threads = cfg.get("threads")
+        if threads is not None and threads != "auto":
+            checks.positive_int("threads", threads)
     except ValueError as e:
         raise ConfigError(str(e)) from None
 
 
-def run(cfg: DictConfig, output_dir: str | Path, problem_name: str | None = None) -> dict[str, Any]:
+def points_digest(points: Mapping[str, Mapping[str, torch.Tensor]]) -> str:
+    """A short hash of the collocation points, so a comparison can check that runs trained on the same points."""
+    h = hashlib.sha256()
+    for term in sorted(points):
+        for key in sorted(points[term]):
+            h.update(f"{term}/{key}".encode())
+            h.update(points[term][key].detach().cpu().to(torch.float64).contiguous().numpy().tobytes())
+    return h.hexdigest()[:16]
+
+
+def run(
+    cfg: DictConfig,
+    output_dir: str | Path,
+    problem_name: str | None = None,
+    launcher: Mapping[str, Any] | None = None,
+) -> dict[str, Any]:
     """Run the experiment described by ``cfg``, writing ``results.h5``, ``model.pt`` and plots into ``output_dir``.
 
+    ``launcher`` is the Hydra launcher config when the run is one job of a sweep; with ``threads=auto``
+    it decides this job's share of the machine's cores (:func:`kanpde.threads.job_threads`).
     Returns the root attributes written to ``results.h5``.  Raises :class:`ConfigError` before any
     training for a bad config value, and :class:`TrainingFailed` after writing the results when
     training stopped early.
     """
     validate(cfg)
     output_dir = Path(output_dir)
-    if cfg.get("threads"):
-        torch.set_num_threads(int(cfg.threads))
+    threads = job_threads(cfg.get("threads"), launcher)
+    if threads is not None:
+        torch.set_num_threads(threads)
     plain = OmegaConf.to_container(cfg, resolve=True)
     trainer = build("trainer", plain["trainer"])
     problem = build("problem", plain["problem"])
@@ -104,6 +125,11 @@ def run(cfg: DictConfig, output_dir: str | Path, problem_name: str | None = None
     except ValueError as e:
         raise ConfigError(str(e)) from None
 
+    schedule = trainer.extensions_for(model)
+    kept = [g for g in trainer.grid_extension["grids"] if g not in schedule.values()]
+    if kept:
+        print(f"kanpde: model.grid={model.grid} is already as fine as scheduled grid(s) {kept}; extensions: "
+              + (", ".join(f"G={g} at step {s}" for s, g in schedule.items()) or "none"))
     points = problem.sample_points(int(cfg.seed))
     x_eval = problem.eval_points()
     print(f"kanpde: {problem.name} with {type(model).__name__} {getattr(model, 'width', '')} "
@@ -138,8 +164,13 @@ def run(cfg: DictConfig, output_dir: str | Path, problem_name: str | None = None
         "device": str(dev),
         "dtype": trainer.dtype,
         "optimizer": trainer.optimizer,
+        "adam_steps": trainer.adam_steps if trainer.optimizer == "adam_lbfgs" else 0,
+        "lr": trainer.lr,
+        "grid_schedule": " ".join(f"{s}:{g}" for s, g in schedule.items()),  # step:grid of each extension made
         "n_interior": problem.n_interior,
         "n_boundary": problem.n_boundary,
+        "points_hash": points_digest(points),
+        "threads": torch.get_num_threads(),
         "status": result.status,
         "message": result.message,
         "created": time.strftime("%Y-%m-%dT%H:%M:%S"),
@@ -147,7 +178,7 @@ def run(cfg: DictConfig, output_dir: str | Path, problem_name: str | None = None
     }
     save_model(output_dir / "model.pt", model)
     results_path = write_results(output_dir / "results.h5", attrs, result.history,
-                                 {"x": x_eval, "u_pred": u_pred, "u_exact": u_exact})
+                                 {"x": x_eval, "u_pred": u_pred, "u_exact": u_exact}, result.stages)
     if cfg.get("plots", True):
         saved = read_results(results_path)
         plot.plot_solution(saved, output_dir / "solution.png")

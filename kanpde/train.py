@@ -12,7 +12,7 @@ from torch import nn
 from tqdm.auto import tqdm
 
 from . import checks
-from .metrics import relative_l2
+from .metrics import errors, relative_l2
 from .problem import Points, Problem
 
 OPTIMIZERS = ("adam", "lbfgs", "adam_lbfgs")
@@ -23,7 +23,10 @@ class TrainResult:
     """What a training run returns: its history, its wall time and how it ended.
 
     ``history`` maps column names (``step``, ``time_s``, ``loss``, ``loss_<term>``, ``rel_l2``,
-    ``grid``) to equal-length lists.  ``status`` is ``ok`` or ``failed`` (``message`` says why).
+    ``grid``) to equal-length lists.  ``stages`` holds one entry per grid stage (the model just
+    before each grid extension, and at the end): ``step, time_s, grid, n_params`` and, with an exact
+    solution, ``rel_l2, mse, h1_sq``; these are the points of the KAN paper's scaling plots.
+    ``status`` is ``ok`` or ``failed`` (``message`` says why).
     """
 
     history: dict[str, list[float]]
@@ -31,6 +34,7 @@ class TrainResult:
     steps_done: int
     status: str = "ok"
     message: str = ""
+    stages: dict[str, list[float]] = field(default_factory=dict)
 
 
 class NonFiniteLoss(RuntimeError):
@@ -47,8 +51,10 @@ class Trainer:
         lr: Adam learning rate (L-BFGS uses ``lbfgs_lr``).
         adam_steps: with ``adam_lbfgs``, how many of the steps are Adam.
         lbfgs_lr, history_size: L-BFGS settings.
-        grid_extension: ``{"at": [steps], "grids": [sizes]}``: at step ``at[i]`` the KAN's grid becomes
-            ``grids[i]`` (least-squares refit, fresh optimiser state). Empty lists: no extension.
+        grid_extension: ``{"at": [steps], "grids": [sizes]}``: at step ``at[i]`` a KAN grid coarser than
+            ``grids[i]`` is extended to ``grids[i]`` (least-squares refit, fresh optimiser state); a grid
+            already that fine is kept, so one schedule serves a sweep over ``model.grid``. Empty lists:
+            no extension. ``grids`` must increase.
         grid_update: ``none`` keeps every grid range fixed (measured best on the Poisson problems);
             ``extension`` moves the hidden layers' grids to the activations' range on the
             collocation points before each grid extension (pykan's habit).
@@ -94,6 +100,8 @@ class Trainer:
             raise ValueError(f"trainer.grid_extension: 'at' has {len(at)} steps but 'grids' has {len(grids)} sizes")
         if at != sorted(set(at)) or (at and at[-1] >= self.steps):
             raise ValueError(f"trainer.grid_extension.at must be increasing steps below trainer.steps={self.steps}, got {at}")
+        if grids != sorted(set(grids)):
+            raise ValueError(f"trainer.grid_extension.grids must increase, got {grids}")
         self.grid_extension = {"at": at, "grids": grids}
         if self.device == "cuda" and not torch.cuda.is_available():
             raise ValueError("trainer.device=cuda but torch sees no CUDA device; use trainer.device=cpu or auto")
@@ -114,8 +122,11 @@ class Trainer:
         grids = self.grid_extension["grids"]
         if grids and not hasattr(model, "extend_grid"):
             raise ValueError(f"trainer.grid_extension needs a KAN model, got {type(model).__name__}; set trainer.grid_extension.at=[] trainer.grid_extension.grids=[]")
-        if grids and any(g <= g0 for g, g0 in zip(grids, [model.grid, *grids])):
-            raise ValueError(f"trainer.grid_extension.grids must increase from model.grid={model.grid}, got {grids}")
+
+    def extensions_for(self, model: nn.Module) -> dict[int, int]:
+        """The extensions this schedule makes on ``model``: ``{step: new grid}`` (those above its grid)."""
+        grid = getattr(model, "grid", None)
+        return {s: g for s, g in zip(self.grid_extension["at"], self.grid_extension["grids"]) if grid is not None and g > grid}
 
     def _make_optimizer(self, model: nn.Module, step: int) -> torch.optim.Optimizer:
         use_adam = self.optimizer == "adam" or (self.optimizer == "adam_lbfgs" and step < self.adam_steps)
@@ -143,7 +154,7 @@ class Trainer:
             u_exact = problem.exact(x_eval)
         weights = problem.weights
         hist: dict[str, list[float]] = {k: [] for k in ["step", "time_s", "loss", *[f"loss_{t}" for t in problem.terms], "rel_l2", "grid"]}
-        extensions = dict(zip(self.grid_extension["at"], self.grid_extension["grids"]))
+        extensions = self.extensions_for(model)
 
         def closure_terms() -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
             terms = problem.losses(model, pts)
@@ -163,6 +174,16 @@ class Trainer:
             hist["grid"].append(float(getattr(model, "grid", 0)))
             return err
 
+        stages: dict[str, list[float]] = {k: [] for k in ("step", "time_s", "grid", "n_params", "rel_l2", "mse", "h1_sq")}
+
+        def close_stage(steps_done: int) -> None:
+            errs = errors(model, problem.exact, x_eval) if u_exact is not None else {}
+            row = {"step": steps_done, "time_s": time.perf_counter() - t0, "grid": float(getattr(model, "grid", 0)),
+                   "n_params": float(model.n_params() if hasattr(model, "n_params") else
+                                             sum(p.numel() for p in model.parameters() if p.requires_grad))}
+            for key, values in stages.items():
+                values.append(row.get(key, errs.get(key, math.nan)))
+
         t0 = time.perf_counter()
         opt = self._make_optimizer(model, 0)
         last_good = copy.deepcopy(model.state_dict())
@@ -170,6 +191,7 @@ class Trainer:
         status, message, step = "ok", "", 0
         for step in bar:
             if step in extensions:
+                close_stage(step)
                 if self.grid_update == "extension":
                     model.update_grid(pts["pde"]["x"])
                 model.extend_grid(extensions[step])
@@ -213,4 +235,6 @@ class Trainer:
                 cb(step, model)
         bar.close()
         steps_done = step + 1 if status == "ok" else step
-        return TrainResult(hist, time.perf_counter() - t0, steps_done, status, message)
+        wall = time.perf_counter() - t0
+        close_stage(steps_done)
+        return TrainResult(hist, wall, steps_done, status, message, stages)

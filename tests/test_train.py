@@ -8,6 +8,7 @@ import torch
 from torch import nn
 
 from kanpde import KAN, MLP
+from kanpde.metrics import errors
 from kanpde.train import Trainer
 from problems.poisson import Poisson1D
 
@@ -110,5 +111,32 @@ def test_bad_settings_name_the_field(kwargs, field):
 def test_schedule_checked_against_the_model():
     with pytest.raises(ValueError, match="needs a KAN"):
         Trainer(grid_extension={"at": [5], "grids": [10]}).check_model(MLP([1, 4, 1]))
-    with pytest.raises(ValueError, match="must increase from model.grid=5"):
-        Trainer(grid_extension={"at": [5, 9], "grids": [10, 8]}).check_model(KAN([1, 2, 1], grid=5))
+    with pytest.raises(ValueError, match=r"trainer\.grid_extension\.grids must increase"):
+        Trainer(grid_extension={"at": [5, 9], "grids": [10, 8]})
+
+
+def test_schedule_only_refines(problem):
+    """A grid already as fine as a scheduled size is kept, so one schedule serves a sweep over model.grid."""
+    trainer = Trainer(optimizer="lbfgs", steps=20, progress=False, log_every=1, device="cpu",
+                      grid_extension={"at": [5, 10], "grids": [8, 16]})
+    assert trainer.extensions_for(KAN([1, 3, 1], grid=8)) == {10: 16}
+    assert trainer.extensions_for(KAN([1, 3, 1], grid=16)) == {}
+    model = KAN([1, 3, 1], grid=10, k=3, bounds=([-1.0], [1.0]))
+    res = trainer.fit(problem, model, problem.sample_points(0), problem.eval_points())
+    assert res.history["grid"][9] == 10 and res.history["grid"][10] == 16 and model.grid == 16
+    assert list(res.stages["grid"]) == [10, 16] and list(res.stages["step"]) == [10, 20]
+
+
+def test_stages_record_each_grid_before_extension(problem):
+    trainer = Trainer(optimizer="lbfgs", steps=30, progress=False, device="cpu",
+                      grid_extension={"at": [10, 20], "grids": [8, 16]})
+    model = KAN([1, 3, 1], grid=5, k=3, bounds=([-1.0], [1.0]))
+    res = trainer.fit(problem, model, problem.sample_points(0), problem.eval_points())
+    st = res.stages
+    assert list(st["step"]) == [10, 20, 30] and list(st["grid"]) == [5, 8, 16]
+    assert list(st["n_params"]) == [3 * (g + 3 + 2) * 2 for g in (5, 8, 16)]
+    # the last stage is the final model: its errors are those of the model now
+    final = errors(model, problem.exact, problem.eval_points())
+    for key in ("rel_l2", "mse", "h1_sq"):
+        assert st[key][-1] == pytest.approx(final[key], rel=1e-12)
+    assert all(h >= m for h, m in zip(st["h1_sq"], st["mse"]))
