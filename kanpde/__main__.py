@@ -13,18 +13,24 @@ from .configs import config_dir
 from .run import ConfigError, TrainingFailed, run
 
 
+class JobFailed(RuntimeError):
+    """One job of a sweep failed; raised so that Hydra goes on with the other jobs."""
+
+
 @hydra.main(version_base="1.3", config_path=str(config_dir()), config_name="config")
 def _main(cfg: DictConfig) -> float:
     hc = HydraConfig.get()
+    sweep = hc.mode == RunMode.MULTIRUN
     try:
         attrs = run(cfg, Path(hc.runtime.output_dir), problem_name=hc.runtime.choices.get("problem"),
-                    launcher=OmegaConf.to_container(hc.launcher, resolve=False) if hc.mode == RunMode.MULTIRUN else None)
-    except ConfigError as e:
-        print(f"kanpde: invalid config: {e}", file=sys.stderr)
-        sys.exit(2)
-    except TrainingFailed as e:
-        print(f"kanpde: training failed: {e}", file=sys.stderr)
-        sys.exit(1)
+                    launcher=OmegaConf.to_container(hc.launcher, resolve=False) if sweep else None)
+    except (ConfigError, TrainingFailed) as e:
+        what = "invalid config" if isinstance(e, ConfigError) else "training failed"
+        print(f"kanpde: {what}: {e}", file=sys.stderr)
+        if sweep:
+            # an exception (not an exit) lets Hydra run the sweep's other jobs; it reports this one at the end
+            raise JobFailed(f"job {hc.job.num} ({hc.runtime.output_dir}): {what}: {e}") from None
+        sys.exit(2 if isinstance(e, ConfigError) else 1)
     return attrs["rel_l2"]
 
 

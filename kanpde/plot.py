@@ -79,3 +79,86 @@ def plot_history(results: Mapping[str, Any], path: str | os.PathLike) -> Path:
         ax.grid(True, which="both", alpha=0.3)
     fig.suptitle(f"{results['attrs'].get('problem', '')} — {results['attrs'].get('model', '')}")
     return _save(fig, path)
+
+
+def _series_style(series: str, index: dict[str, int]) -> dict[str, Any]:
+    """KAN series in cool colours with circles, MLP series in warm colours with squares."""
+    is_mlp = series.startswith("MLP")
+    palette = ["#c0392b", "#e67e22", "#8e44ad", "#d35400", "#a04000", "#f1c40f"] if is_mlp else \
+              ["#1f77b4", "#2ca02c", "#17becf", "#0b3d91", "#4c9a2a", "#7f7fff"]
+    i = index.setdefault(("mlp" if is_mlp else "kan"), 0)
+    index["mlp" if is_mlp else "kan"] = i + 1
+    return {"color": palette[i % len(palette)], "marker": "s" if is_mlp else "o"}
+
+
+def plot_scaling(
+    scaling: Mapping[tuple[str, str], Mapping[str, np.ndarray]],
+    fits: Mapping[tuple[str, str], Mapping[str, float]],
+    path: str | os.PathLike,
+    reference_slope: float = -4.0,
+) -> Path:
+    """``scaling.png``: MSE and H1² against parameter count (log–log), one row per problem.
+
+    Each series (KAN per width, MLP per depth) shows the median over seeds with min–max bars, a line
+    along its best-error frontier and the fitted slope in the legend; a dashed line of slope
+    ``reference_slope`` (the KAN paper's N⁻⁴ for cubic splines) starts at the first KAN frontier point.
+    """
+    problems = sorted({p for p, _ in scaling})
+    fig, axes = plt.subplots(len(problems), 2, figsize=(12, 4.6 * len(problems)), squeeze=False, layout="constrained")
+    for row, problem in zip(axes, problems):
+        keys = sorted(s for p, s in scaling if p == problem)
+        for ax, err, name in zip(row, ("mse", "h1_sq"), ("MSE (L2 squared)", "H1 squared")):
+            style_index: dict = {}
+            anchor = None
+            kan_n = [float(np.max(scaling[(problem, s)]["n_params"])) for s in keys if not s.startswith("MLP")]
+            for series in keys:
+                s, fit = scaling[(problem, series)], fits[(problem, series)]
+                n, med = s["n_params"], s[f"{err}_median"]
+                yerr = np.vstack([med - s[f"{err}_min"], s[f"{err}_max"] - med])
+                style = _series_style(series, style_index)
+                slope = fit.get(f"slope_{err}", np.nan)
+                label = f"{series}: slope {slope:.2f}" if np.isfinite(slope) else f"{series}: no slope (one frontier point)"
+                ax.errorbar(n, med, yerr=yerr, fmt=style["marker"], color=style["color"], ms=5, capsize=2,
+                            elinewidth=1, ls="none", alpha=0.9)
+                order = np.argsort(n)
+                best = np.minimum.accumulate(med[order])
+                front = med[order] <= best  # running best: the frontier drawn as a line
+                ax.plot(n[order][front], med[order][front], "-", color=style["color"], marker=style["marker"], ms=5, label=label)
+                if not series.startswith("MLP") and np.isfinite(med).any():
+                    first = order[np.isfinite(med[order])][0]
+                    if anchor is None or med[first] < anchor[1]:
+                        anchor = (float(n[first]), float(med[first]))
+            if anchor is not None:
+                ns = np.geomspace(anchor[0], max(kan_n), 50)  # over the KAN sizes only, so it does not stretch the axis
+                ax.plot(ns, anchor[1] * (ns / anchor[0]) ** reference_slope, "k--", lw=1,
+                        label=f"N^{reference_slope:g} (theory, cubic KAN)")
+            ax.set(xscale="log", yscale="log", xlabel="number of parameters", ylabel=f"test {name}",
+                   title=f"{problem}: {name} vs parameters")
+            ax.grid(True, which="both", alpha=0.3)
+            ax.legend(fontsize=8, loc="best")
+    fig.suptitle("Scaling: median over seeds, bars min–max; lines join each series' best-error frontier")
+    return _save(fig, path)
+
+
+def plot_dynamics(runs: list[tuple[str, Mapping[str, Any]]], path: str | os.PathLike) -> Path:
+    """``dynamics.png``: relative L2 error of each ``(label, history)`` against training step and against wall time."""
+    fig, (ax_step, ax_time) = plt.subplots(1, 2, figsize=(13, 4.8), layout="constrained")
+    extensions: dict[int, int] = {}
+    for label, h in runs:
+        err = np.asarray(h["rel_l2"], float)
+        if not np.isfinite(err).any():
+            continue
+        line, = ax_step.semilogy(h["step"], err, lw=1.2, label=label)
+        ax_time.semilogy(h["time_s"], err, lw=1.2, color=line.get_color())
+        grid, step = np.asarray(h.get("grid", [])), np.asarray(h["step"])
+        for i in np.nonzero(np.diff(grid) > 0)[0] if grid.size > 1 else []:
+            extensions.setdefault(int(step[i + 1]), int(grid[i + 1]))
+    for s, g in sorted(extensions.items()):  # grid extensions of the KAN runs drawn
+        ax_step.axvline(s, color="grey", ls=":", lw=1)
+        ax_step.annotate(f"G={g}", (s, 0.98), xycoords=("data", "axes fraction"), fontsize=8, va="top", ha="left")
+    ax_step.set(xlabel="training step", ylabel="relative L2 error", title="error against step (grid extensions show as steps)")
+    ax_time.set(xlabel="wall time (s)", ylabel="relative L2 error", title="error against wall time")
+    for ax in (ax_step, ax_time):
+        ax.grid(True, which="both", alpha=0.3)
+    fig.legend(*ax_step.get_legend_handles_labels(), loc="outside lower center", ncol=2, fontsize=8)
+    return _save(fig, path)

@@ -103,6 +103,7 @@ def run(
     training for a bad config value, and :class:`TrainingFailed` after writing the results when
     training stopped early.
     """
+    start_time = time.time()
     validate(cfg)
     output_dir = Path(output_dir)
     threads = job_threads(cfg.get("threads"), launcher)
@@ -174,6 +175,8 @@ def run(
         "status": result.status,
         "message": result.message,
         "created": time.strftime("%Y-%m-%dT%H:%M:%S"),
+        "start_time": start_time,  # unix seconds: when this job started and finished (sweeps: which jobs overlapped)
+        "end_time": time.time(),
         "config": OmegaConf.to_yaml(cfg),
     }
     save_model(output_dir / "model.pt", model)

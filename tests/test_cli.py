@@ -114,3 +114,10 @@ def test_wheel_ships_the_configs(tmp_path):
     proc = kanpde("problem=poisson2d_sin", "--cfg", "job", cwd=tmp_path, env=env)
     assert proc.returncode == 0, proc.stderr
     assert "problems.poisson.Poisson2DSin" in proc.stdout and "kanpde.models.KAN" in proc.stdout
+    # the sweep presets and launcher configs (two levels deep in conf/) ship too
+    proc = kanpde("+experiment=poisson_scaling_mlp", "--cfg", "job", cwd=tmp_path, env=env)
+    assert proc.returncode == 0, proc.stderr
+    assert "kanpde.models.MLP" in proc.stdout and "adam_lbfgs" in proc.stdout
+    proc = kanpde("hydra/launcher=slurm", "--cfg", "hydra", "-p", "hydra.launcher", cwd=tmp_path, env=env)
+    assert proc.returncode == 0, proc.stderr
+    assert "SlurmLauncher" in proc.stdout and "cpus_per_task: 4" in proc.stdout
