@@ -279,7 +279,7 @@ def seed_summary(runs: Sequence[RunRecord]) -> list[dict[str, Any]]:
         if r.row["status"] == "ok":
             groups[tuple(r.row[c] for c in ("problem", "family", "width", "grid", "k", "n_params"))].append(r)
     out = []
-    for key, rs in sorted(groups.items()):
+    for key, rs in sorted(groups.items(), key=lambda kv: (kv[0][0], kv[0][1], kv[0][5], kv[0][2])):
         d = dict(zip(("problem", "family", "width", "grid", "k", "n_params"), key), seeds=len(rs))
         for e in ("rel_l2", "mse", "h1_sq", "wall_time_s"):
             v = np.array([r.row[e] for r in rs], float)
@@ -299,7 +299,8 @@ def write_markdown(path: Path, root: Path, cmp: Comparison) -> Path:
         lines += _md_table(
             ("problem", "family", "width", "grid", "k", "params", "seeds", "rel L2", "MSE", "H1²", "wall time (s)"),
             ([d["problem"], d["family"], d["width"], d["grid"], d["k"], d["n_params"], d["seeds"],
-              *(f"{_fmt(d[e][0])} [{_fmt(d[e][1])} – {_fmt(d[e][2])}]" for e in ("rel_l2", "mse", "h1_sq", "wall_time_s"))]
+              *(_fmt(d[e][0]) if d["seeds"] == 1 else f"{_fmt(d[e][0])} [{_fmt(d[e][1])} – {_fmt(d[e][2])}]"
+                for e in ("rel_l2", "mse", "h1_sq", "wall_time_s"))]
              for d in summary))
         lines.append("")
     if cmp.fits:
