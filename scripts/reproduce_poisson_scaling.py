@@ -1,6 +1,6 @@
 """Reproduce the KAN paper's §3.4 comparison (Liu et al. 2024, Fig. 3.3): KANs against MLPs on poisson2d.
 
-    python scripts/reproduce_poisson_scaling.py --quick      # about 10 minutes on 2 CPU cores
+    python scripts/reproduce_poisson_scaling.py --quick      # about 7 minutes on 2 CPU cores
     python scripts/reproduce_poisson_scaling.py              # the full sweep: meant for a GPU or a cluster
     python scripts/reproduce_poisson_scaling.py --launcher slurm -- hydra.launcher.partition=gpu
 
@@ -48,7 +48,7 @@ def sweep(experiment: str, out: Path, launcher: str | None, overrides: list[str]
 
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    ap.add_argument("--quick", action="store_true", help="2000 points, G 3->5->10->20 (1000 steps), 7 MLPs, one seed (~10 min on 2 cores)")
+    ap.add_argument("--quick", action="store_true", help="2000 points, G 3->6->12->24 (1000 steps), 7 MLPs, one seed (~7 min on 2 cores)")
     ap.add_argument("--out", type=Path, default=None, help="sweep directory (default multirun/poisson_scaling/<mode>_<time>)")
     ap.add_argument("--launcher", default=None,
                     help="Hydra launcher: parallel (joblib, the default when installed), slurm, slurm_local, basic (one job at a time)")
@@ -63,7 +63,7 @@ def main(argv: list[str] | None = None) -> int:
             print("note: hydra-joblib-launcher is not installed (pip install -e '.[sweep]'); jobs run one at a time", flush=True)
     out = args.out or ROOT / "multirun" / "poisson_scaling" / f"{'quick' if args.quick else 'full'}_{time.strftime('%Y-%m-%d_%H-%M-%S')}"
     out = out.resolve()
-    shared, kan, mlp = quick_overrides(args.stage_steps, [5, 10, 20]) if args.quick else ([], [], [])
+    shared, kan, mlp = quick_overrides(args.stage_steps, [6, 12, 24]) if args.quick else ([], [], [])
     shared += args.extra
     launch = None if launcher == "basic" else launcher
 

@@ -5,6 +5,7 @@ import pytest
 import torch
 from torch.nn import functional as F
 
+from kanpde import Fields
 from kanpde.models import KAN, MLP, KANLayer
 from kanpde.models.basis import cox_de_boor_basis
 
@@ -125,6 +126,21 @@ def test_extend_grid_refinement_preserves_output(f64, k):
     assert m.grid == 10 and all(layer.grid == 10 for layer in m.layers)
     assert all(layer.coef.shape[1] == 10 + k for layer in m.layers)
     assert (m(x) - y0).abs().max().item() < 1e-10
+
+
+@pytest.mark.parametrize("new_grid", [10, 15])
+def test_extend_grid_refinement_preserves_the_laplacian(f64, new_grid):
+    """A PDE residual sees second derivatives: a refinement (G -> m*G) must keep them too, exactly."""
+    torch.manual_seed(0)
+    m = KAN([2, 3, 1], grid=5, k=3)
+    _random_coefs(m, seed=3)
+    x = _inputs(400, 2)
+    assert m.layer_inputs(x)[1].abs().max() < 1
+    lap0 = Fields(m, x, ("x", "y"), ("u",)).laplacian("u").detach()
+    m.extend_grid(new_grid)
+    lap1 = Fields(m, x, ("x", "y"), ("u",)).laplacian("u").detach()
+    assert lap0.abs().max() > 1e-2
+    assert (lap1 - lap0).abs().max().item() < 1e-8 * lap0.abs().max().item()
 
 
 def test_extend_grid_non_refinement_is_close_and_reports_new_grid(f64):

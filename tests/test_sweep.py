@@ -88,7 +88,7 @@ def test_quick_mode_changes_both_sides_alike():
     spec = importlib.util.spec_from_file_location("reproduce", ROOT / "scripts" / "reproduce_poisson_scaling.py")
     mod = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(mod)
-    shared, kan_only, mlp_only = mod.quick_overrides(250, [5, 10, 20])
+    shared, kan_only, mlp_only = mod.quick_overrides(250, [6, 12, 24])
     assert all(o.startswith("trainer.grid_extension.") for o in kan_only)  # only what MLPs do not have
     assert all(o.startswith("model.width=") for o in mlp_only)
     assert "trainer.steps=1000" in shared and "trainer.grid_extension.at=[250,500,750]" in kan_only
@@ -153,7 +153,7 @@ def test_reproduction_script_end_to_end(tmp_path):
                           cwd=ROOT, capture_output=True, text=True, timeout=600)
     assert proc.returncode == 0, proc.stderr[-3000:]
     cfg = OmegaConf.load(next(tmp_path.glob("kan_*/.hydra/config.yaml")))
-    assert cfg.trainer.steps == 12 and list(cfg.trainer.grid_extension.grids) == [5, 10, 20] and cfg.model.grid == 3
+    assert cfg.trainer.steps == 12 and list(cfg.trainer.grid_extension.grids) == [6, 12, 24] and cfg.model.grid == 3
     with open(tmp_path / "comparison.csv", newline="") as fh:
         rows = list(csv.DictReader(fh))
     assert len(rows) == 3 + 7 and all(r["status"] == "ok" for r in rows)
