@@ -127,17 +127,8 @@ def run(
         raise ConfigError(str(e)) from None
 
     schedule = trainer.extensions_for(model)
-    kept = [g for g in trainer.grid_extension["grids"] if g not in schedule.values()]
-    if kept:
-        print(f"kanpde: model.grid={model.grid} is already as fine as scheduled grid(s) {kept}; extensions: "
-              + (", ".join(f"G={g} at step {s}" for s, g in schedule.items()) or "none"))
-    previous = getattr(model, "grid", 0)
-    for step, g in schedule.items():
-        if g % previous:
-            print(f"kanpde: note: the grid extension {previous} -> {g} at step {step} is not a refinement ({g} is not a "
-                  f"multiple of {previous}): the refit only approximates the splines, and the PDE residual can jump "
-                  f"(on poisson2d, 5 -> 8 raised it 67x); multiples of the grid keep the function exactly")
-        previous = g
+    for note in trainer.schedule_notes(model):
+        print(f"kanpde: note: {note}")
     points = problem.sample_points(int(cfg.seed))
     x_eval = problem.eval_points()
     print(f"kanpde: {problem.name} with {type(model).__name__} {getattr(model, 'width', '')} "

@@ -128,6 +128,24 @@ class Trainer:
         grid = getattr(model, "grid", None)
         return {s: g for s, g in zip(self.grid_extension["at"], self.grid_extension["grids"]) if grid is not None and g > grid}
 
+    def schedule_notes(self, model: nn.Module) -> list[str]:
+        """What a user should know about this schedule on ``model``: scheduled grids it already has, and
+        extensions that are not refinements (only a multiple of the grid keeps the splines exactly)."""
+        schedule = self.extensions_for(model)
+        notes = []
+        kept = [g for g in self.grid_extension["grids"] if g not in schedule.values()]
+        if kept and hasattr(model, "grid"):
+            notes.append(f"model.grid={model.grid} is already as fine as scheduled grid(s) {kept}; extensions: "
+                         + (", ".join(f"G={g} at step {s}" for s, g in schedule.items()) or "none"))
+        previous = getattr(model, "grid", 0)
+        for step, g in schedule.items():
+            if g % previous:
+                notes.append(f"the grid extension {previous} -> {g} at step {step} is not a refinement ({g} is not a "
+                             f"multiple of {previous}): the refit only approximates the splines, and the PDE residual "
+                             f"can jump (on poisson2d, 5 -> 8 raised it 67x); multiples of the grid keep the function exactly")
+            previous = g
+        return notes
+
     def _make_optimizer(self, model: nn.Module, step: int) -> torch.optim.Optimizer:
         use_adam = self.optimizer == "adam" or (self.optimizer == "adam_lbfgs" and step < self.adam_steps)
         if use_adam:

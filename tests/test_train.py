@@ -127,6 +127,17 @@ def test_schedule_only_refines(problem):
     assert list(res.stages["grid"]) == [10, 16] and list(res.stages["step"]) == [10, 20]
 
 
+def test_schedule_notes_name_kept_grids_and_non_refinements():
+    trainer = Trainer(grid_extension={"at": [5, 10, 15], "grids": [8, 16, 40]})
+    notes = trainer.schedule_notes(KAN([1, 3, 1], grid=10))
+    assert len(notes) == 3
+    assert "model.grid=10 is already as fine as scheduled grid(s) [8]" in notes[0] and "G=16 at step 10" in notes[0]
+    assert "10 -> 16 at step 10 is not a refinement" in notes[1] and "16 -> 40 at step 15" in notes[2]
+    notes = trainer.schedule_notes(KAN([1, 3, 1], grid=4))  # 4 -> 8 -> 16 refine; 16 -> 40 does not
+    assert len(notes) == 1 and "16 -> 40" in notes[0]
+    assert Trainer(grid_extension={"at": [5, 10], "grids": [10, 20]}).schedule_notes(KAN([1, 3, 1], grid=5)) == []
+
+
 def test_stages_record_each_grid_before_extension(problem):
     trainer = Trainer(optimizer="lbfgs", steps=30, progress=False, device="cpu",
                       grid_extension={"at": [10, 20], "grids": [8, 16]})
