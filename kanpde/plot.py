@@ -21,6 +21,22 @@ def _save(fig: plt.Figure, path: str | os.PathLike) -> Path:
     return Path(path)
 
 
+def grid_extensions(history: Mapping[str, Any]) -> dict[int, int]:
+    """``{step: new grid}`` for every grid change recorded in a training history (empty without a ``grid`` column)."""
+    grid, step = np.asarray(history.get("grid", [])), np.asarray(history["step"])
+    if grid.size < 2:
+        return {}
+    return {int(step[i + 1]): int(grid[i + 1]) for i in np.nonzero(np.diff(grid))[0]}
+
+
+def _mark_extensions(axes: list[plt.Axes], extensions: Mapping[int, int]) -> None:
+    """A dotted line on every axis at each extension step, labelled ``G=<new grid>`` on the last axis."""
+    for s, g in sorted(extensions.items()):
+        for ax in axes:
+            ax.axvline(s, color="grey", ls=":", lw=1)
+        axes[-1].annotate(f"G={g}", (s, 0.98), xycoords=("data", "axes fraction"), fontsize=8, va="top", ha="left")
+
+
 def plot_solution(results: Mapping[str, Any], path: str | os.PathLike, output: int = 0) -> Path:
     """``solution.png``: prediction, exact solution and pointwise error of one output on the evaluation grid (1-D or 2-D)."""
     ev, attrs = results["eval"], results["attrs"]
@@ -69,12 +85,7 @@ def plot_history(results: Mapping[str, Any], path: str | os.PathLike) -> Path:
     if "rel_l2" in h and np.isfinite(h["rel_l2"]).any():
         ax_err.semilogy(step, h["rel_l2"], color="tab:red")
     ax_err.set(xlabel="step", ylabel="relative L2 error", title="error on the evaluation grid")
-    if "grid" in h and len(h["grid"]) > 1:
-        grid = np.asarray(h["grid"])
-        for i in np.nonzero(np.diff(grid))[0]:
-            for ax in (ax_loss, ax_err):
-                ax.axvline(step[i + 1], color="grey", ls=":", lw=1)
-            ax_err.annotate(f"G={int(grid[i + 1])}", (step[i + 1], 0.98), xycoords=("data", "axes fraction"), fontsize=8, va="top")
+    _mark_extensions([ax_loss, ax_err], grid_extensions(h))
     for ax in (ax_loss, ax_err):
         ax.grid(True, which="both", alpha=0.3)
     fig.suptitle(f"{results['attrs'].get('problem', '')} — {results['attrs'].get('model', '')}")
@@ -150,12 +161,9 @@ def plot_dynamics(runs: list[tuple[str, Mapping[str, Any]]], path: str | os.Path
             continue
         line, = ax_step.semilogy(h["step"], err, lw=1.2, label=label)
         ax_time.semilogy(h["time_s"], err, lw=1.2, color=line.get_color())
-        grid, step = np.asarray(h.get("grid", [])), np.asarray(h["step"])
-        for i in np.nonzero(np.diff(grid) > 0)[0] if grid.size > 1 else []:
-            extensions.setdefault(int(step[i + 1]), int(grid[i + 1]))
-    for s, g in sorted(extensions.items()):  # grid extensions of the KAN runs drawn
-        ax_step.axvline(s, color="grey", ls=":", lw=1)
-        ax_step.annotate(f"G={g}", (s, 0.98), xycoords=("data", "axes fraction"), fontsize=8, va="top", ha="left")
+        for s, g in grid_extensions(h).items():
+            extensions.setdefault(s, g)
+    _mark_extensions([ax_step], extensions)  # grid extensions of the KAN runs drawn
     ax_step.set(xlabel="training step", ylabel="relative L2 error", title="error against step (grid extensions show as steps)")
     ax_time.set(xlabel="wall time (s)", ylabel="relative L2 error", title="error against wall time")
     for ax in (ax_step, ax_time):

@@ -196,3 +196,11 @@ def test_cli_summarises_and_warns_about_bad_runs(sweep):
     assert "12 runs (ok 9, failed 1, incomplete 2)" in proc.stdout
     assert "KAN [2,5,1]: MSE slope -4.00" in proc.stdout
     assert "incomplete run kan_corrupt: results.h5 unreadable" in proc.stderr
+
+
+def test_grid_extensions_read_from_history():
+    from kanpde.plot import grid_extensions
+    h = {"step": np.array([0, 10, 20, 30, 40]), "grid": np.array([5.0, 5.0, 10.0, 10.0, 20.0])}
+    assert grid_extensions(h) == {20: 10, 40: 20}
+    assert grid_extensions({"step": np.array([0, 10]), "grid": np.array([0.0, 0.0])}) == {}  # an MLP
+    assert grid_extensions({"step": np.array([0])}) == {}
