@@ -9,7 +9,7 @@ from torch import nn
 
 from . import checks
 from .conditions import Condition
-from .derivatives import Fields
+from .derivatives import Fields, Plan
 from .geometry import SAMPLERS, Domain
 
 Points = dict[str, dict[str, torch.Tensor]]
@@ -69,6 +69,7 @@ class Problem(ABC):
         if eval_points_per_dim is None:
             eval_points_per_dim = DEFAULT_EVAL_POINTS.get(domain.dim, 10)
         self.eval_points_per_dim = checks.positive_int("eval_points_per_dim", eval_points_per_dim, minimum=2)
+        self._plans: dict[str, Plan | None] = {}  # loss term -> second partials its residual asked for
 
     @property
     def terms(self) -> list[str]:
@@ -97,13 +98,26 @@ class Problem(ABC):
         """The evaluation grid, (m, dim) float64."""
         return self.domain.grid(self.eval_points_per_dim)
 
-    def losses(self, model: nn.Module, points: Points) -> dict[str, torch.Tensor]:
-        """Unweighted mean squared residual of every loss term."""
-        f = Fields(model, points["pde"]["x"], self.inputs, self.outputs)
+    def losses(self, model: nn.Module, points: Points, derivatives: str = "auto") -> dict[str, torch.Tensor]:
+        """Unweighted mean squared residual of every loss term.
+
+        ``derivatives`` picks the back end of :class:`Fields` (``auto``, ``forward``, ``autograd``).
+        Each term remembers which derivatives its residual asked for, so that from the second
+        call on the forward back end computes them all in one pass.
+        """
+        plans = self._plans
+
+        def fields(term: str, x: torch.Tensor) -> Fields:
+            return Fields(model, x, self.inputs, self.outputs, derivatives, plans.get(term))
+
+        f = fields("pde", points["pde"]["x"])
         r = self.residual(f)
         rs = [r] if isinstance(r, torch.Tensor) else list(r)
         out = {"pde": sum(ri.square().mean() for ri in rs)}
+        plans["pde"] = f.plan
         for c in self.conditions:
             p = points[c.name]
-            out[c.name] = c.residual(Fields(model, p["x"], self.inputs, self.outputs), p).square().mean()
+            fc = fields(c.name, p["x"])
+            out[c.name] = c.residual(fc, p).square().mean()
+            plans[c.name] = fc.plan
         return out

@@ -6,15 +6,85 @@ and contracted with the coefficients in one matrix product per layer.
 """
 from __future__ import annotations
 
+from math import factorial
 from typing import Any, Sequence
 
 import torch
 from torch import nn
+from torch.autograd.function import once_differentiable
 from torch.nn import functional as F
 
 from .. import checks
-from .basis import pad_coefficients, padded_bspline_basis, uniform_bspline_basis
+from ..jet import Jet, Pairs, silu_derivatives
+from .basis import bspline_cells, cell_polynomials, pad_coefficients, padded_bspline_basis, power_derivatives, uniform_bspline_basis
 from .normalize import BoxNormalizer
+
+
+def _falling(p: int, d: int) -> int:
+    """p · (p-1) ··· (p-d+1): the factor d-fold differentiation brings down from t**p (0 if d > p)."""
+    return factorial(p) // factorial(p - d) if d <= p else 0
+
+
+class _EdgeDerivatives(torch.autograd.Function):
+    """Edge values and derivatives (see :meth:`KANLayer.edge_derivatives`) with a hand-written backward.
+
+    A point in cell c at offset xi from the cell's left knot sees, on edge i -> o, the polynomial
+    sum_p Q[p, (i, c), o] · xi**p plus Q[k+1, (i, c), o] · silu(h).  All its derivatives come
+    from one Horner pass (a fused multiply-add per order and step).  The gradients are
+    dQ[p] = sum_d dE_d · p!/(p-d)! · xi**(p-d) (summed per cell), dQ[k+1] = sum_d dE_d · silu^(d),
+    and dh = sum_{d,o} dE_d · E_{d+1}: when h needs a gradient, the forward pass computes one
+    order more than it returns.
+    """
+
+    @staticmethod
+    def forward(ctx, h, Q, lo, step, G: int, k: int, order: int):  # type: ignore[override]
+        cell, t = bspline_cells(h, lo, step, G, k)
+        xi = (t * step).unsqueeze(-1)  # (batch, in, 1)
+        rows = cell + (G + 2 * k + 1) * torch.arange(h.shape[1], device=h.device)
+        c = Q[:, rows]  # (k+2, batch, in, out): each point's cell coefficients
+        top = order + 1 if h.requires_grad else order
+        # r[d] = (d-th derivative)/d! of the polynomial part, by Horner's rule for all derivatives at once
+        r = [c[k]]
+        for p in range(k - 1, -1, -1):
+            grew = len(r) <= min(top, k - p)
+            if grew:  # the next derivative starts as 0·xi + r[-1]
+                r.append(r[-1])
+            for d in range(len(r) - 1 - grew, 0, -1):
+                r[d] = torch.addcmul(r[d - 1], r[d], xi)
+            r[0] = torch.addcmul(c[p], r[0], xi)
+        silu = silu_derivatives(h, top).unsqueeze(-1)  # (batch, in, top+1, 1)
+        E = [torch.addcmul(r[d] * factorial(d) if d else r[0], silu[:, :, d], c[k + 1]) if d < len(r)
+             else silu[:, :, d] * c[k + 1] for d in range(top + 1)]
+        ctx.save_for_backward(xi, rows, silu[:, :, : order + 1], *E[1:])
+        ctx.k, ctx.Q_shape = k, Q.shape
+        return tuple(E[: order + 1])
+
+    @staticmethod
+    @once_differentiable
+    def backward(ctx, *dE):  # type: ignore[override]
+        k = ctx.k
+        xi, rows, silu, *E_next = ctx.saved_tensors
+        given = [(d, g) for d, g in enumerate(dE) if g is not None]
+        dh = dQ = None
+        if ctx.needs_input_grad[0]:
+            dh = sum((g * E_next[d]).sum(-1) for d, g in given)
+        if ctx.needs_input_grad[1]:
+            xi_pow = [torch.ones_like(xi), xi]
+            for _ in range(k - 1):
+                xi_pow.append(xi_pow[-1] * xi)
+            n_feat, n_rows, n_out = ctx.Q_shape
+            per_point = given[0][1].new_zeros(n_feat, *given[0][1].shape)  # (k+2, batch, in, out)
+            for p in range(k + 1):
+                for d, g in given:
+                    if d <= p:
+                        per_point[p].addcmul_(g, xi_pow[p - d], value=_falling(p, d))
+            for d, g in given:
+                per_point[k + 1].addcmul_(g, silu[:, :, d])
+            # sum per cell (bincount measured fastest on the CPU): each entry goes to its flat (cell, output) slot
+            slot = rows.flatten() if n_out == 1 else (rows.view(-1, 1) * n_out + torch.arange(n_out, device=rows.device)).flatten()
+            dQ = torch.stack([torch.bincount(slot, weights=per_point[f].flatten(), minlength=n_rows * n_out)
+                              for f in range(n_feat)]).view(ctx.Q_shape).to(per_point.dtype)
+        return dh, dQ, None, None, None, None, None
 
 
 class KANLayer(nn.Module):
@@ -61,6 +131,46 @@ class KANLayer(nn.Module):
         B = padded_bspline_basis(x, self.grid_lo, self.grid_h, self.grid, self.k).flatten(1)
         W = pad_coefficients(self.coef * self.scale_sp.unsqueeze(1), self.k).flatten(0, 1)
         return B @ W + F.silu(x) @ self.scale_base
+
+    def edge_derivatives(self, h: torch.Tensor, order: int, graph_to_input: bool = False) -> tuple[torch.Tensor, ...]:
+        """Every edge's value and first ``order`` derivatives at its input, h: (batch, in) ->
+        ``order+1`` tensors (batch, in, out); ``[d][b, i, o]`` is the d-th derivative of edge i -> o at h[b, i].
+
+        Closed form: each edge's spline is one polynomial per grid cell (:func:`cell_polynomials`);
+        a point picks its cell's polynomial and differentiates it exactly, and adds silu's derivatives.  Its backward pass is written by hand
+        (:class:`_EdgeDerivatives`), which is several times cheaper than autograd through the basis;
+        ``graph_to_input=True`` instead records ordinary autograd operations, so that derivatives of
+        the result with respect to ``h`` can themselves be differentiated (higher-order partials).
+        """
+        P = cell_polynomials(self.coef * self.scale_sp.unsqueeze(1), self.k)  # (in, G+2k+1, k+1, out), in powers of t
+        P = P * self.grid_h[:, None, None, None] ** -torch.arange(self.k + 1, device=h.device, dtype=h.dtype)[:, None]  # powers of xi = t·h
+        Q = torch.cat([P, self.scale_base[:, None, None, :].expand(-1, P.shape[1], 1, -1)], dim=2)  # silu's scale as one more row
+        if not graph_to_input:
+            Q = Q.permute(2, 0, 1, 3).flatten(1, 2)  # (k+2, in*(G+2k+1), out): one block per feature
+            return _EdgeDerivatives.apply(h, Q, self.grid_lo, self.grid_h, self.grid, self.k, order)
+        cell, t = bspline_cells(h, self.grid_lo, self.grid_h, self.grid, self.k)
+        X = torch.cat([power_derivatives(t * self.grid_h, torch.ones_like(self.grid_h), self.k, order),
+                       silu_derivatives(h, order).unsqueeze(-1)], dim=-1)
+        return (X @ Q.flatten(0, 1)[cell + Q.shape[1] * torch.arange(self.in_features, device=h.device)]).unbind(2)
+
+    def forward_jet(self, jet: Jet, graph_to_input: bool = False) -> Jet:
+        """The layer applied to a jet of its inputs (values and input derivatives), by the chain rule:
+        a node sums its edges as :meth:`Jet.elementwise` describes, each with its own derivatives."""
+        edge = self.edge_derivatives(jet.value, 2 if jet.pairs else 1, graph_to_input)
+        second = None
+        if jet.first.shape[1] == 1 and jet.second is None:
+            # the network's inputs (same first partials at every point, no second ones): matrix products
+            first = torch.einsum("dxi,bio->dbo", jet.first, edge[1])
+            if jet.pairs:
+                second = torch.einsum("pxi,bio->pbo", jet.first_products(), edge[2])
+        else:
+            first = (jet.first.unsqueeze(-1) * edge[1]).sum(2)
+            if jet.pairs:
+                chained = jet.first_products().unsqueeze(-1) * edge[2]
+                if jet.second is not None:
+                    chained = chained + jet.second.unsqueeze(-1) * edge[1]
+                second = chained.sum(2)
+        return Jet(edge[0].sum(1), first, second, jet.pairs)
 
     def edge_splines(self, x: torch.Tensor) -> torch.Tensor:
         """Unscaled spline part of every edge. x: (batch, in) -> (batch, in, out)."""
@@ -154,6 +264,18 @@ class KAN(nn.Module):
         for layer in self.layers:
             h = layer(h)
         return h
+
+    def forward_jet(self, x: torch.Tensor, pairs: Pairs = ()) -> Jet:
+        """Value, first partials and the second partials ``pairs`` of the output at x: (batch, width[0]).
+
+        One forward pass propagating derivatives layer by layer (see :mod:`kanpde.jet`); the
+        derivative back end of :class:`kanpde.Fields`.  When x requires grad, the result also
+        carries its graph to x (for partials above second order, by autograd from here).
+        """
+        jet = Jet.seed(x, pairs).affine(self.normalize.scale, self.normalize.shift)
+        for layer in self.layers:
+            jet = layer.forward_jet(jet, graph_to_input=x.requires_grad)
+        return jet
 
     @torch.no_grad()
     def layer_inputs(self, x: torch.Tensor) -> list[torch.Tensor]:

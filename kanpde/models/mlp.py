@@ -7,6 +7,7 @@ import torch
 from torch import nn
 
 from .. import checks
+from ..jet import Jet, Pairs, activation
 from .normalize import BoxNormalizer
 
 ACTIVATIONS = {"tanh": nn.Tanh, "silu": nn.SiLU, "sin": None, "gelu": nn.GELU, "softplus": nn.Softplus}
@@ -56,6 +57,17 @@ class MLP(nn.Module):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         """x: (batch, width[0]) -> (batch, width[-1])."""
         return self.net(self.normalize(x))
+
+    def forward_jet(self, x: torch.Tensor, pairs: Pairs = ()) -> Jet:
+        """Value, first partials and the second partials ``pairs`` of the output at x: (batch, width[0]),
+        propagated layer by layer (see :mod:`kanpde.jet`)."""
+        jet = Jet.seed(x, pairs).affine(self.normalize.scale, self.normalize.shift)
+        for layer in self.net:
+            if isinstance(layer, nn.Linear):
+                jet = jet.linear(layer.weight.T, layer.bias)
+            else:
+                jet = activation(jet, self.activation)
+        return jet
 
     def n_params(self) -> int:
         """Number of trainable parameters (weights and biases)."""
