@@ -140,9 +140,10 @@ def _gelu(h: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
 
 def _softplus(h: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     # nn.Softplus() returns h itself above its threshold 20, so its derivatives there are 1 and 0
+    # (torch's double backward already switches at h = 20 itself; we follow it)
     s = torch.sigmoid(h)
-    linear = h > 20
-    return F.softplus(h), torch.where(linear, torch.ones_like(s), s), torch.where(linear, torch.zeros_like(s), s * (1 - s))
+    return (F.softplus(h), torch.where(h > 20, torch.ones_like(s), s),
+            torch.where(h >= 20, torch.zeros_like(s), s * (1 - s)))
 
 
 ACTIVATION_DERIVATIVES: dict[str, Callable[[torch.Tensor], tuple[torch.Tensor, torch.Tensor, torch.Tensor]]] = {

@@ -12,6 +12,15 @@ def relative_l2(pred: torch.Tensor, ref: torch.Tensor) -> torch.Tensor:
     return torch.linalg.vector_norm(pred - ref) / torch.linalg.vector_norm(ref)
 
 
+@torch.no_grad()
+def predict(model: nn.Module, x: torch.Tensor, chunk: int = 65536) -> torch.Tensor:
+    """Model outputs at x: (n, dim) -> (n, n_out), evaluated ``chunk`` points at a time so that a
+    10^6-point grid needs only one chunk's activations in memory."""
+    if x.shape[0] <= chunk:
+        return model(x)
+    return torch.cat([model(xc) for xc in torch.split(x, chunk)])
+
+
 def _grad(fn: Callable[[torch.Tensor], torch.Tensor], x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
     """Values (n, n_out) and input gradients (n, n_out, dim) of ``fn`` at x: (n, dim)."""
     x = x.detach().requires_grad_(True)

@@ -132,7 +132,8 @@ def run(
     points = problem.sample_points(int(cfg.seed))
     x_eval = problem.eval_points()
     print(f"kanpde: {problem.name} with {type(model).__name__} {getattr(model, 'width', '')} "
-          f"({model.n_params()} parameters), {trainer.optimizer} for {trainer.steps} steps on {trainer.torch_device} in {trainer.dtype}")
+          f"({model.n_params()} parameters), {trainer.optimizer} for {trainer.steps} steps on {trainer.torch_device} in {trainer.dtype}, "
+          f"{trainer.derivative_backend(model)} derivatives")
     result = trainer.fit(problem, model, points, x_eval)
 
     dev, dt = trainer.torch_device, trainer.torch_dtype
@@ -140,8 +141,8 @@ def run(
     model.eval()
     has_exact = problem.exact(x_eval[:1]) is not None
     errs = metrics.errors(model, problem.exact, x_eval) if has_exact else {}
+    u_pred = metrics.predict(model, x_eval)
     with torch.no_grad():
-        u_pred = model(x_eval)
         u_exact = problem.exact(x_eval) if has_exact else None
 
     family = type(model).__name__.lower()
@@ -170,6 +171,8 @@ def run(
         "n_boundary": problem.n_boundary,
         "points_hash": points_digest(points),
         "threads": torch.get_num_threads(),
+        "derivatives": trainer.derivative_backend(model),  # the back end residual derivatives used
+        "compile": trainer.compile,
         "status": result.status,
         "message": result.message,
         "created": time.strftime("%Y-%m-%dT%H:%M:%S"),

@@ -1,7 +1,6 @@
 """Training: Adam, L-BFGS or Adam→L-BFGS on a problem's weighted loss, with grid-extension stages."""
 from __future__ import annotations
 
-import copy
 import math
 import time
 from dataclasses import dataclass, field
@@ -12,7 +11,9 @@ from torch import nn
 from tqdm.auto import tqdm
 
 from . import checks
-from .metrics import errors, relative_l2
+from .derivatives import BACKENDS, resolve_backend
+from .jet import supports_jet
+from .metrics import errors, predict, relative_l2
 from .problem import Points, Problem
 
 OPTIMIZERS = ("adam", "lbfgs", "adam_lbfgs")
@@ -35,6 +36,17 @@ class TrainResult:
     status: str = "ok"
     message: str = ""
     stages: dict[str, list[float]] = field(default_factory=dict)
+
+
+def snapshot(model: nn.Module) -> dict[str, torch.Tensor]:
+    """A copy of the model's state (parameters and buffers) to restore after a failure."""
+    return {k: v.detach().clone() for k, v in model.state_dict().items()}
+
+
+def all_finite(model: nn.Module) -> bool:
+    """Whether every parameter is finite (one reduction, one device sync)."""
+    params = [p.detach().flatten() for p in model.parameters()]
+    return not params or bool(torch.isfinite(torch.cat(params)).all())
 
 
 class NonFiniteLoss(RuntimeError):
@@ -62,6 +74,10 @@ class Trainer:
         progress: show a tqdm progress bar.
         device: ``auto``, ``cpu`` or ``cuda``.
         dtype: ``float32`` or ``float64``.
+        derivatives: how residuals get input derivatives: ``auto`` (forward propagation when the
+            model supports it, else nested autograd), ``forward`` or ``autograd``.
+        compile: wrap the model's derivative pass in ``torch.compile`` (needs a C++ compiler on
+            the CPU; the first steps pay the compilation).
     """
 
     optimizer: str = "lbfgs"
@@ -76,6 +92,8 @@ class Trainer:
     progress: bool = True
     device: str = "auto"
     dtype: str = "float64"
+    derivatives: str = "auto"
+    compile: bool = False
     callbacks: list[Callable[[int, nn.Module], None]] = field(default_factory=list)
 
     def __post_init__(self) -> None:
@@ -91,6 +109,9 @@ class Trainer:
         self.grid_update = checks.one_of("trainer.grid_update", self.grid_update, ("none", "extension"))
         self.device = checks.one_of("trainer.device", self.device, ("auto", "cpu", "cuda"))
         self.dtype = checks.one_of("trainer.dtype", self.dtype, ("float32", "float64"))
+        self.derivatives = checks.one_of("trainer.derivatives", self.derivatives, BACKENDS)
+        if not isinstance(self.compile, bool):
+            raise ValueError(f"trainer.compile must be true or false, got {self.compile!r}")
         unknown = set(self.grid_extension) - {"at", "grids"}
         if unknown:
             raise ValueError(f"trainer.grid_extension takes 'at' and 'grids', got unknown key(s) {sorted(unknown)}")
@@ -122,6 +143,16 @@ class Trainer:
         grids = self.grid_extension["grids"]
         if grids and not hasattr(model, "extend_grid"):
             raise ValueError(f"trainer.grid_extension needs a KAN model, got {type(model).__name__}; set trainer.grid_extension.at=[] trainer.grid_extension.grids=[]")
+        try:
+            resolve_backend(model, self.derivatives)
+        except ValueError as e:
+            raise ValueError(f"trainer.{e}") from None
+        if self.compile and not supports_jet(model):
+            raise ValueError(f"trainer.compile compiles the forward derivative pass, which {type(model).__name__} lacks; set trainer.compile=false")
+
+    def derivative_backend(self, model: nn.Module) -> str:
+        """The back end residual derivatives use on ``model``: ``forward`` or ``autograd``."""
+        return resolve_backend(model, self.derivatives)
 
     def extensions_for(self, model: nn.Module) -> dict[int, int]:
         """The extensions this schedule makes on ``model``: ``{step: new grid}`` (those above its grid)."""
@@ -146,7 +177,7 @@ class Trainer:
             previous = g
         return notes
 
-    def _make_optimizer(self, model: nn.Module, step: int) -> torch.optim.Optimizer:
+    def make_optimizer(self, model: nn.Module, step: int) -> torch.optim.Optimizer:
         use_adam = self.optimizer == "adam" or (self.optimizer == "adam_lbfgs" and step < self.adam_steps)
         if use_adam:
             return torch.optim.Adam(model.parameters(), lr=self.lr)
@@ -174,15 +205,17 @@ class Trainer:
         hist: dict[str, list[float]] = {k: [] for k in ["step", "time_s", "loss", *[f"loss_{t}" for t in problem.terms], "rel_l2", "grid"]}
         extensions = self.extensions_for(model)
 
+        if self.compile:
+            model.forward_jet = torch.compile(type(model).forward_jet.__get__(model))  # type: ignore[method-assign]
+
         def closure_terms() -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
-            terms = problem.losses(model, pts)
+            terms = problem.losses(model, pts, self.derivatives)
             return sum(weights[t] * v for t, v in terms.items()), terms
 
         def record(step: int, loss: float, terms: dict[str, torch.Tensor]) -> float:
             err = math.nan
             if u_exact is not None:
-                with torch.no_grad():
-                    err = relative_l2(model(x_eval), u_exact).item()
+                err = relative_l2(predict(model, x_eval), u_exact).item()
             hist["step"].append(step)
             hist["time_s"].append(time.perf_counter() - t0)
             hist["loss"].append(loss)
@@ -203,8 +236,8 @@ class Trainer:
                 values.append(row.get(key, errs.get(key, math.nan)))
 
         t0 = time.perf_counter()
-        opt = self._make_optimizer(model, 0)
-        last_good = copy.deepcopy(model.state_dict())
+        opt = self.make_optimizer(model, 0)
+        last_good = snapshot(model)
         bar = tqdm(range(self.steps), disable=not self.progress, dynamic_ncols=True, leave=False, mininterval=0.5)
         status, message, step = "ok", "", 0
         for step in bar:
@@ -213,10 +246,10 @@ class Trainer:
                 if self.grid_update == "extension":
                     model.update_grid(pts["pde"]["x"])
                 model.extend_grid(extensions[step])
-                last_good = copy.deepcopy(model.state_dict())  # same function, new shapes
-                opt = self._make_optimizer(model, step)
+                last_good = snapshot(model)  # same function, new shapes
+                opt = self.make_optimizer(model, step)
             elif self.optimizer == "adam_lbfgs" and step == self.adam_steps:
-                opt = self._make_optimizer(model, step)
+                opt = self.make_optimizer(model, step)
 
             terms: dict[str, torch.Tensor] = {}
             if isinstance(opt, torch.optim.LBFGS):
@@ -238,14 +271,14 @@ class Trainer:
                 if math.isfinite(loss_val):
                     loss.backward()
                     opt.step()
-            if not math.isfinite(loss_val) or not all(bool(torch.isfinite(p).all()) for p in model.parameters()):
+            if not math.isfinite(loss_val) or not all_finite(model):
                 bad = [t for t, v in terms.items() if not math.isfinite(v.item())]
                 what = f"loss term(s) {', '.join(bad)}" if bad else "loss" if not math.isfinite(loss_val) else "parameters"
                 status = "failed"
                 message = f"non-finite {what} at step {step}; the model was restored to its last finite state"
                 model.load_state_dict(last_good)
                 break
-            last_good = copy.deepcopy(model.state_dict())
+            last_good = snapshot(model)
             if step % self.log_every == 0 or step == self.steps - 1:
                 err = record(step, loss_val, terms)
                 bar.set_postfix(loss=f"{loss_val:.3e}", rel_l2=f"{err:.2e}", refresh=False)

@@ -101,6 +101,8 @@ def test_non_finite_loss_stops_and_restores_last_good_state(problem):
         ({"grid_extension": {"at": [50], "grids": [10]}, "steps": 40}, "trainer.grid_extension.at"),
         ({"grid_extension": {"at": [5], "grids": [10], "every": 3}}, "trainer.grid_extension"),
         ({"grid_update": "always"}, "trainer.grid_update"),
+        ({"derivatives": "reverse"}, "trainer.derivatives"),
+        ({"compile": "yes"}, "trainer.compile"),
     ],
 )
 def test_bad_settings_name_the_field(kwargs, field):
@@ -113,6 +115,33 @@ def test_schedule_checked_against_the_model():
         Trainer(grid_extension={"at": [5], "grids": [10]}).check_model(MLP([1, 4, 1]))
     with pytest.raises(ValueError, match=r"trainer\.grid_extension\.grids must increase"):
         Trainer(grid_extension={"at": [5, 9], "grids": [10, 8]})
+
+
+def test_derivative_back_end_checked_against_the_model():
+    class Plain(nn.Module):
+        def forward(self, x):
+            return x
+
+    with pytest.raises(ValueError, match=r"trainer\.derivatives=forward"):
+        Trainer(derivatives="forward").check_model(Plain())
+    with pytest.raises(ValueError, match=r"trainer\.compile"):
+        Trainer(compile=True).check_model(Plain())
+    assert Trainer().derivative_backend(Plain()) == "autograd"
+    assert Trainer().derivative_backend(_kan()) == "forward"
+
+
+@pytest.mark.parametrize("make", [_kan, lambda: MLP([1, 6, 6, 1], bounds=([-1.0], [1.0]))])
+def test_both_derivative_back_ends_train_the_same(problem, make):
+    """Same model, points and optimiser: the loss histories agree to rounding (L-BFGS, 15 steps)."""
+    hist = {}
+    for backend in ("forward", "autograd"):
+        torch.manual_seed(0)
+        model = make().double()
+        trainer = Trainer(optimizer="lbfgs", steps=15, log_every=1, progress=False, device="cpu", derivatives=backend)
+        hist[backend] = trainer.fit(problem, model, problem.sample_points(0), problem.eval_points()).history["loss"]
+    a, b = torch.tensor(hist["forward"]), torch.tensor(hist["autograd"])
+    assert ((a - b).abs() / b.abs()).max() < 1e-8
+    assert a[-1] < 0.25 * a[0]
 
 
 def test_schedule_only_refines(problem):

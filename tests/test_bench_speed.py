@@ -1,0 +1,82 @@
+"""scripts/bench_speed.py: its table and CSV, and training memory linear in the number of points."""
+import csv
+import importlib.util
+from pathlib import Path
+
+import pytest
+import torch
+
+from kanpde import KAN
+from problems.poisson import Poisson2D
+
+SCRIPT = Path(__file__).resolve().parents[1] / "scripts" / "bench_speed.py"
+
+
+@pytest.fixture(scope="module")
+def bench():
+    spec = importlib.util.spec_from_file_location("bench_speed", SCRIPT)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_equal_mlp_width_matches_the_kan_parameter_count(bench):
+    n_kan = KAN([2, 10, 1], grid=5, k=3).n_params()
+    w = bench.equal_mlp_width(n_kan)
+    n_mlp = 3 * w + w * w + w + w + 1
+    assert abs(n_mlp - n_kan) <= min(abs(3 * v + v * v + v + v + 1 - n_kan) for v in (w - 1, w + 1))
+    assert (w, n_kan, n_mlp) == (15, 300, 301)
+
+
+def test_small_run_writes_every_row_with_the_columns(bench, tmp_path, capsys):
+    out = tmp_path / "b.csv"
+    assert bench.main(["--n", "64", "128", "--dtype", "float64", "--repeats", "2", "--device", "cpu", "--out", str(out)]) == 0
+    with out.open() as fh:
+        reader = csv.DictReader(fh)
+        assert reader.fieldnames == bench.COLUMNS
+        rows = list(reader)
+    has_pykan = bench.pykan_model([2, 10, 1], 5, 3) is not None
+    assert len(rows) == 2 * (6 + has_pykan)
+    assert {(r["model"], r["backend"]) for r in rows} >= {("KAN[2,10,1] G=5", "forward"), ("KAN[2,10,1] G=5", "autograd"),
+                                                           ("MLP[2,15,15,1]", "forward"), ("MLP[2,100,100,100,1]", "autograd")}
+    for r in rows:
+        assert r["n_points"] in ("64", "128") and r["dtype"] == "float64"
+        assert float(r["ms_eval"]) > 0 and float(r["ms_step"]) > 0 and float(r["peak_mem_mb"]) > 0
+    kan = [r for r in rows if r["family"] == "kan"]
+    assert all(r["n_params"] == "300" for r in kan)
+    printed = capsys.readouterr().out
+    assert "(a) KAN autograd" in printed and "wrote" in printed
+    if not has_pykan:
+        assert "pykan is not installed" in printed
+    assert not list(tmp_path.glob("*.tmp"))
+
+
+def test_without_pykan_its_rows_are_skipped_with_a_note(bench, tmp_path, capsys, monkeypatch):
+    monkeypatch.setattr(bench, "pykan_model", lambda *args, **kwargs: None)
+    out = tmp_path / "b.csv"
+    assert bench.main(["--n", "32", "--dtype", "float32", "--repeats", "1", "--device", "cpu", "--out", str(out)]) == 0
+    with out.open() as fh:
+        rows = list(csv.DictReader(fh))
+    assert len(rows) == 6 and not any(r["family"] == "pykan" for r in rows)
+    assert "pykan is not installed: its rows are skipped" in capsys.readouterr().out
+
+
+def test_bad_arguments_are_refused(bench):
+    with pytest.raises(SystemExit):
+        bench.main(["--repeats", "0"])
+    with pytest.raises(SystemExit):
+        bench.main(["--n", "0"])
+
+
+def test_training_memory_grows_linearly_in_the_points(bench):
+    """Peak memory of one loss+gradient evaluation (forward back end) at 4x the points is 4x (within 15%)."""
+    peaks = []
+    for n in (2000, 8000):
+        problem = Poisson2D(n_interior=n, n_boundary=n // 10)
+        points = {t: {k: v.double() for k, v in p.items()} for t, p in problem.sample_points(0).items()}
+        torch.manual_seed(0)
+        case = bench.Case("kan", "kan", KAN([2, 10, 1], grid=5, bounds=bench.BOUNDS), "forward", problem, points,
+                          torch.float64, torch.device("cpu"))
+        case.evaluate()
+        peaks.append(bench.peak_memory_mb(case.evaluate, torch.device("cpu")))
+    assert 4 * 0.85 <= peaks[1] / peaks[0] <= 4 * 1.15, peaks
