@@ -60,6 +60,7 @@ class Fields:
             demand).  :attr:`plan` after a residual says what it needed; passing that to the next
             ``Fields`` for the same residual makes one pass suffice.
 
+    The model runs when something is first asked for (so a wrong output count fails there).
     Every derivative keeps its graph, so it can enter a training loss.  Each mixed partial is
     computed once: ``d("u", "x", "y")`` and ``d("u", "y", "x")`` share a cache entry, as they are
     equal for the smooth models used here.
@@ -72,7 +73,7 @@ class Fields:
         inputs: Sequence[str],
         outputs: Sequence[str],
         backend: str = "auto",
-        plan: Pairs | None = None,
+        plan: Plan | None = None,
     ) -> None:
         if x.ndim != 2 or x.shape[1] != len(inputs):
             raise ValueError(f"x must have shape (batch, {len(inputs)}) for inputs {tuple(inputs)}, got {tuple(x.shape)}")
@@ -85,7 +86,7 @@ class Fields:
         self.x = x.detach().requires_grad_(True) if autograd_x and not x.requires_grad else x
         self._y: torch.Tensor | None = None
         self._jet: Jet | None = None
-        self._higher = False
+        self._higher = autograd_x and self.backend == "forward"
         # (output index, sorted tuple of input indices) -> (batch,) tensor
         self._cache: dict[tuple[int, tuple[int, ...]], torch.Tensor] = {}
         if plan is not None and self.backend == "forward":

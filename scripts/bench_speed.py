@@ -10,7 +10,7 @@ are taken side by side:
 * ``ms_eval``: one loss + parameter-gradient evaluation (the PDE residual's Laplacian and the
   boundary term, as training computes them), median of ``--repeats`` after warm-up;
 * ``ms_step``: one step of the trainer's default optimiser (L-BFGS, one iteration with a
-  strong-Wolfe line search, so one or more evaluations), median of ``--repeats``;
+  strong-Wolfe line search, so one or more evaluations), median of ``--repeats``/4 (at least 3);
 * ``n_params``: the parameters the loss depends on (those that receive a gradient);
 * ``peak_mem_mb``: peak memory of one evaluation above what was allocated before it (CUDA: the
   allocator's peak; CPU: the running sum of the profiler's allocation records).
@@ -203,7 +203,7 @@ def main(argv: list[str] | None = None) -> int:
                 built.append(Case(name, family, model, backend.removesuffix("+compile"), problem, points, dtype, device))
             ms_eval = interleaved_medians([c.evaluate for c in built], args.repeats, device)
             peaks = [peak_memory_mb(c.evaluate, device) for c in built]
-            ms_step = interleaved_medians([c.step for c in built], args.repeats, device, warmup=0)
+            ms_step = interleaved_medians([c.step for c in built], max(3, args.repeats // 4), device, warmup=0)
             for (name, _, _, backend), case, e, st, pk in zip(cases, built, ms_eval, ms_step, peaks):
                 row = case.row(e, st, pk)
                 row["backend"] = backend

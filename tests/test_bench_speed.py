@@ -80,3 +80,17 @@ def test_training_memory_grows_linearly_in_the_points(bench):
         case.evaluate()
         peaks.append(bench.peak_memory_mb(case.evaluate, torch.device("cpu")))
     assert 4 * 0.85 <= peaks[1] / peaks[0] <= 4 * 1.15, peaks
+
+
+def test_errors_on_a_million_points_need_one_chunk_of_memory(bench):
+    """metrics.errors evaluates in chunks: 10^6 points peak at about the memory of one 65,536-point chunk."""
+    from kanpde.metrics import errors
+
+    problem = Poisson2D()
+    torch.manual_seed(0)
+    model = KAN([2, 10, 1], grid=5, bounds=bench.BOUNDS).double()
+    x = 2 * torch.rand(1_000_000, 2, dtype=torch.float64) - 1
+    cpu = torch.device("cpu")
+    one_chunk = bench.peak_memory_mb(lambda: errors(model, problem.exact, x[:65536]), cpu)
+    full = bench.peak_memory_mb(lambda: errors(model, problem.exact, x), cpu)
+    assert full <= 1.2 * one_chunk, (full, one_chunk)

@@ -180,3 +180,14 @@ def test_stages_record_each_grid_before_extension(problem):
     for key in ("rel_l2", "mse", "h1_sq"):
         assert st[key][-1] == pytest.approx(final[key], rel=1e-12)
     assert all(h >= m for h, m in zip(st["h1_sq"], st["mse"]))
+
+
+def test_compiled_derivative_pass_trains_like_eager(problem):
+    """trainer.compile=true wraps forward_jet in torch.compile; the loss history matches eager."""
+    hist = {}
+    for compiled in (False, True):
+        torch.manual_seed(0)
+        model = _kan().double()
+        trainer = Trainer(optimizer="adam", lr=1e-2, steps=4, log_every=1, progress=False, device="cpu", compile=compiled)
+        hist[compiled] = torch.tensor(trainer.fit(problem, model, problem.sample_points(0), problem.eval_points()).history["loss"])
+    assert ((hist[True] - hist[False]).abs() / hist[False].abs()).max() < 1e-9
