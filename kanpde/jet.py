@@ -111,11 +111,6 @@ def _tanh(h: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     return t, d1, -2 * t * d1
 
 
-def _silu(h: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-    s = torch.sigmoid(h)
-    return h * s, s * (1 + h * (1 - s)), s * (1 - s) * (2 + h * (1 - 2 * s))
-
-
 def _sin(h: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     s = torch.sin(h)
     return s, torch.cos(h), -s
@@ -147,7 +142,7 @@ def _softplus(h: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor
 
 
 ACTIVATION_DERIVATIVES: dict[str, Callable[[torch.Tensor], tuple[torch.Tensor, torch.Tensor, torch.Tensor]]] = {
-    "tanh": _tanh, "silu": _silu, "sin": _sin, "gelu": _gelu, "softplus": _softplus,
+    "tanh": _tanh, "silu": lambda h: tuple(silu_derivatives(h, 2).unbind(-1)), "sin": _sin, "gelu": _gelu, "softplus": _softplus,
 }
 """Activation name -> h ↦ (s(h), s'(h), s''(h)), each the shape of h."""
 

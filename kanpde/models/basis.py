@@ -3,8 +3,8 @@
 On a uniform grid every degree-k B-spline is a shifted copy of one cardinal B-spline, so at a
 point only k+1 basis functions are non-zero and their values are k+1 fixed polynomials of the
 point's position inside its cell.  We evaluate those polynomials (no Cox–de Boor recursion) and
-scatter them into the dense basis vector.  Their derivatives in the input are those polynomials
-differentiated exactly (:func:`bspline_pieces` with ``order``), and autograd through them agrees.
+scatter them into the dense basis vector.  For derivatives, :func:`cell_polynomials` rewrites a
+spline as one polynomial per cell, which the forward derivative pass differentiates exactly.
 """
 from __future__ import annotations
 
@@ -35,31 +35,19 @@ def cardinal_pieces(k: int) -> tuple[tuple[Fraction, ...], ...]:
     return tuple(rows)
 
 
-def _derivative_rows(rows: tuple[tuple[Fraction, ...], ...]) -> tuple[tuple[Fraction, ...], ...]:
-    """d/dt of polynomials given by their coefficients of ``t**p`` (same length, last entry 0)."""
-    return tuple(tuple((p + 1) * row[p + 1] for p in range(len(row) - 1)) + (Fraction(0),) for row in rows)
-
-
 @lru_cache(maxsize=None)
-def _piece_matrix(k: int, order: int, dtype: torch.dtype, device: torch.device) -> torch.Tensor:
-    """(k+1, (order+1)(k+1)): the pieces and their first ``order`` t-derivatives, columns grouped by
-    derivative; built once per dtype and device (no host copy per forward)."""
-    blocks, rows = [], cardinal_pieces(k)
-    for _ in range(order + 1):
-        blocks.append(torch.tensor([[float(c) for c in row] for row in rows], dtype=torch.float64).T)
-        rows = _derivative_rows(rows)
-    return torch.cat(blocks, dim=1).to(dtype=dtype, device=device)
+def _piece_matrix(k: int, dtype: torch.dtype, device: torch.device) -> torch.Tensor:
+    """(k+1, k+1) with ``[p, r]`` the coefficient of ``t**p`` in piece r of :func:`cardinal_pieces`;
+    built once per dtype and device (no host copy per forward)."""
+    return torch.tensor([[float(c) for c in row] for row in cardinal_pieces(k)], dtype=dtype, device=device).T
 
 
-def bspline_pieces(x: torch.Tensor, lo: torch.Tensor, h: torch.Tensor, n_intervals: int, k: int,
-                   order: int = 0) -> tuple[torch.Tensor, torch.Tensor]:
-    """The k+1 non-zero B-splines at each point, with their x-derivatives, and their padded slots.
+def bspline_pieces(x: torch.Tensor, lo: torch.Tensor, h: torch.Tensor, n_intervals: int, k: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """The k+1 non-zero B-splines at each point and their slots in the padded layout.
 
-    Args as for :func:`uniform_bspline_basis`; ``order``: highest x-derivative wanted.
+    Args as for :func:`uniform_bspline_basis`.
     Returns:
-        vals: (batch, n_in, order+1, k+1); ``vals[..., d, :]`` is the d-th x-derivative of the
-            basis functions living in ``slots`` (closed form: the pieces' polynomials
-            differentiated exactly, times h**-d).
+        vals: (batch, n_in, k+1) values of the basis functions living in ``slots``.
         slots: (batch, n_in, k+1) int64 positions in the padded layout of
             :func:`padded_bspline_basis`; points outside the padded grid point at the last slot,
             whose coefficient is zero.
@@ -75,10 +63,7 @@ def bspline_pieces(x: torch.Tensor, lo: torch.Tensor, h: torch.Tensor, n_interva
     powers = [torch.ones_like(t), t]
     for _ in range(k - 1):
         powers.append(powers[-1] * t)
-    M = _piece_matrix(k, order, x.dtype, x.device)
-    vals = (torch.stack(powers[: k + 1], dim=-1) @ M).unflatten(-1, (order + 1, k + 1))
-    if order:
-        vals = vals * (1 / h).unsqueeze(-1).pow(torch.arange(order + 1, device=x.device, dtype=x.dtype)).unsqueeze(-1)
+    vals = torch.stack(powers[: k + 1], dim=-1) @ _piece_matrix(k, x.dtype, x.device)
     slots = cell.long().unsqueeze(-1) + k - torch.arange(k + 1, device=x.device)
     slots = slots.masked_fill(outside.unsqueeze(-1), G + 3 * k)
     return vals, slots
@@ -93,7 +78,7 @@ def padded_bspline_basis(x: torch.Tensor, lo: torch.Tensor, h: torch.Tensor, n_i
     """
     vals, slots = bspline_pieces(x, lo, h, n_intervals, k)
     dense = torch.zeros(*x.shape, n_intervals + 3 * k + 1, dtype=x.dtype, device=x.device)
-    return dense.scatter(-1, slots, vals[..., 0, :])
+    return dense.scatter(-1, slots, vals)
 
 
 def bspline_cells(x: torch.Tensor, lo: torch.Tensor, h: torch.Tensor, n_intervals: int, k: int) -> tuple[torch.Tensor, torch.Tensor]:
@@ -118,24 +103,27 @@ def cell_polynomials(coef: torch.Tensor, k: int) -> torch.Tensor:
     ``[i, c, p, o]`` is the coefficient of ``t**p`` of edge i -> o on cell c (t in [0, 1) inside
     the cell).  The last cell is all zeros: points outside the grid use it.  Differentiable in coef.
     """
-    M = _piece_matrix(k, 0, coef.dtype, coef.device)  # M[p, r]: t**p coefficient of the piece r cells into basis m's support
+    M = _piece_matrix(k, coef.dtype, coef.device)  # M[p, r]: t**p coefficient of the piece r cells into basis m's support
     windows = pad_coefficients(coef, k)[:, : coef.shape[1] + 3 * k].unfold(1, k + 1, 1)  # (in, G+2k+1, out, k+1): slots c..c+k
     # cell c meets basis slot c+k-r through piece r, i.e. window position q = k - r
     return torch.einsum("icoq,pq->icpo", windows, M.flip(1))
 
 
-def power_derivatives(t: torch.Tensor, inv_h: torch.Tensor, k: int, order: int) -> torch.Tensor:
-    """x-derivatives of the monomials t**p (p = 0..k) with t = (x - x0)/h: (batch, n_in, order+1, k+1).
+def falling_factorial(p: int, d: int) -> int:
+    """p · (p-1) ··· (p-d+1): the factor d-fold differentiation brings down from t**p (0 if d > p)."""
+    return factorial(p) // factorial(p - d) if d <= p else 0
 
-    ``[b, i, d, p]`` = p!/(p-d)! · t**(p-d) · h**-d (zero for p < d); inv_h: (n_in,) = 1/h.
+
+def power_derivatives(xi: torch.Tensor, k: int, order: int) -> torch.Tensor:
+    """The monomials xi**p (p = 0..k) and their first ``order`` derivatives: (batch, n_in, order+1, k+1).
+
+    ``[b, i, d, p]`` = p!/(p-d)! · xi**(p-d) (zero for p < d).
     """
-    powers = torch.cat([torch.ones_like(t).unsqueeze(-1), t.unsqueeze(-1).expand(*t.shape, k).cumprod(-1)], dim=-1)
-    d = torch.arange(order + 1, device=t.device).unsqueeze(-1)
-    p = torch.arange(k + 1, device=t.device)
-    falling = torch.tensor([[factorial(q) // factorial(q - e) if q >= e else 0 for q in range(k + 1)] for e in range(order + 1)],
-                           dtype=t.dtype, device=t.device)
-    factor = falling * inv_h.unsqueeze(-1).unsqueeze(-1) ** d  # (n_in, order+1, k+1)
-    return powers[..., (p - d).clamp_min(0)] * factor
+    powers = torch.cat([torch.ones_like(xi).unsqueeze(-1), xi.unsqueeze(-1).expand(*xi.shape, k).cumprod(-1)], dim=-1)
+    d = torch.arange(order + 1, device=xi.device).unsqueeze(-1)
+    p = torch.arange(k + 1, device=xi.device)
+    falling = torch.tensor([[falling_factorial(q, e) for q in range(k + 1)] for e in range(order + 1)], dtype=xi.dtype, device=xi.device)
+    return powers[..., (p - d).clamp_min(0)] * falling
 
 
 def pad_coefficients(coef: torch.Tensor, k: int) -> torch.Tensor:

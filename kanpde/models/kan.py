@@ -16,13 +16,8 @@ from torch.nn import functional as F
 
 from .. import checks
 from ..jet import Jet, Pairs, silu_derivatives
-from .basis import bspline_cells, cell_polynomials, pad_coefficients, padded_bspline_basis, power_derivatives, uniform_bspline_basis
+from .basis import bspline_cells, cell_polynomials, falling_factorial, pad_coefficients, padded_bspline_basis, power_derivatives, uniform_bspline_basis
 from .normalize import BoxNormalizer
-
-
-def _falling(p: int, d: int) -> int:
-    """p · (p-1) ··· (p-d+1): the factor d-fold differentiation brings down from t**p (0 if d > p)."""
-    return factorial(p) // factorial(p - d) if d <= p else 0
 
 
 class _EdgeDerivatives(torch.autograd.Function):
@@ -77,7 +72,7 @@ class _EdgeDerivatives(torch.autograd.Function):
             for p in range(k + 1):
                 for d, g in given:
                     if d <= p:
-                        per_point[p].addcmul_(g, xi_pow[p - d], value=_falling(p, d))
+                        per_point[p].addcmul_(g, xi_pow[p - d], value=falling_factorial(p, d))
             for d, g in given:
                 per_point[k + 1].addcmul_(g, silu[:, :, d])
             # sum per cell (bincount measured fastest on the CPU): each entry goes to its flat (cell, output) slot
@@ -149,7 +144,7 @@ class KANLayer(nn.Module):
             Q = Q.permute(2, 0, 1, 3).flatten(1, 2)  # (k+2, in*(G+2k+1), out): one block per feature
             return _EdgeDerivatives.apply(h, Q, self.grid_lo, self.grid_h, self.grid, self.k, order)
         cell, t = bspline_cells(h, self.grid_lo, self.grid_h, self.grid, self.k)
-        X = torch.cat([power_derivatives(t * self.grid_h, torch.ones_like(self.grid_h), self.k, order),
+        X = torch.cat([power_derivatives(t * self.grid_h, self.k, order),
                        silu_derivatives(h, order).unsqueeze(-1)], dim=-1)
         return (X @ Q.flatten(0, 1)[cell + Q.shape[1] * torch.arange(self.in_features, device=h.device)]).unbind(2)
 
