@@ -24,7 +24,7 @@ class _EdgeDerivatives(torch.autograd.Function):
     """Edge values and derivatives (see :meth:`KANLayer.edge_derivatives`) with a hand-written backward.
 
     A point in cell c at offset xi from the cell's left knot sees, on edge i -> o, the polynomial
-    sum_p Q[p, (i, c), o] · xi**p plus Q[k+1, (i, c), o] · silu(h).  All its derivatives come
+    sum_p Q[(i, c), (p, o)] · xi**p plus Q[(i, c), (k+1, o)] · silu(h).  All its derivatives come
     from one Horner pass (a fused multiply-add per order and step).  The gradients are
     dQ[p] = sum_d dE_d · p!/(p-d)! · xi**(p-d) (summed per cell), dQ[k+1] = sum_d dE_d · silu^(d),
     and dh = sum_{d,o} dE_d · E_{d+1}: when h needs a gradient, the forward pass computes one
@@ -36,7 +36,9 @@ class _EdgeDerivatives(torch.autograd.Function):
         cell, t = bspline_cells(h, lo, step, G, k)
         xi = (t * step).unsqueeze(-1)  # (batch, in, 1)
         rows = cell + (G + 2 * k + 1) * torch.arange(h.shape[1], device=h.device)
-        c = Q[:, rows]  # (k+2, batch, in, out): each point's cell coefficients
+        # each point's cell coefficients: one row per (point, input) gathered (measured fastest), then
+        # a strided view per feature: c[f] is (batch, in, out)
+        c = Q.index_select(0, rows.flatten()).view(*rows.shape, k + 2, -1).unbind(2)
         top = order + 1 if h.requires_grad else order
         # r[d] = (d-th derivative)/d! of the polynomial part, by Horner's rule for all derivatives at once
         r = [c[k]]
@@ -67,18 +69,23 @@ class _EdgeDerivatives(torch.autograd.Function):
             xi_pow = [torch.ones_like(xi), xi]
             for _ in range(k - 1):
                 xi_pow.append(xi_pow[-1] * xi)
-            n_feat, n_rows, n_out = ctx.Q_shape
-            per_point = given[0][1].new_zeros(n_feat, *given[0][1].shape)  # (k+2, batch, in, out)
-            for p in range(k + 1):
-                for d, g in given:
-                    if d <= p:
-                        per_point[p].addcmul_(g, xi_pow[p - d], value=falling_factorial(p, d))
-            for d, g in given:
-                per_point[k + 1].addcmul_(g, silu[:, :, d])
+            n_feat = k + 2
+            n_rows, n_out = ctx.Q_shape[0], ctx.Q_shape[1] // n_feat
+            per_point = given[0][1].new_empty(n_feat, *given[0][1].shape)  # (k+2, batch, in, out)
+            for p in range(k + 2):
+                terms = [(g, silu[:, :, d], 1) if p == k + 1 else (g, xi_pow[p - d], falling_factorial(p, d))
+                         for d, g in given if p == k + 1 or d <= p]
+                if not terms:
+                    per_point[p].zero_()
+                    continue
+                g, w, f = terms[0]
+                torch.mul(g, w if f == 1 else w * f, out=per_point[p])
+                for g, w, f in terms[1:]:
+                    per_point[p].addcmul_(g, w, value=f)
             # sum per cell (bincount measured fastest on the CPU): each entry goes to its flat (cell, output) slot
             slot = rows.flatten() if n_out == 1 else (rows.view(-1, 1) * n_out + torch.arange(n_out, device=rows.device)).flatten()
-            dQ = torch.stack([torch.bincount(slot, weights=per_point[f].flatten(), minlength=n_rows * n_out)
-                              for f in range(n_feat)]).view(ctx.Q_shape).to(per_point.dtype)
+            dQ = torch.stack([torch.bincount(slot, weights=per_point[f].flatten(), minlength=n_rows * n_out).view(n_rows, n_out)
+                              for f in range(n_feat)], dim=1).view(ctx.Q_shape).to(per_point.dtype)
         return dh, dQ, None, None, None, None, None
 
 
@@ -141,7 +148,7 @@ class KANLayer(nn.Module):
         P = P * self.grid_h[:, None, None, None] ** -torch.arange(self.k + 1, device=h.device, dtype=h.dtype)[:, None]  # powers of xi = t·h
         Q = torch.cat([P, self.scale_base[:, None, None, :].expand(-1, P.shape[1], 1, -1)], dim=2)  # silu's scale as one more row
         if not graph_to_input:
-            Q = Q.permute(2, 0, 1, 3).flatten(1, 2)  # (k+2, in*(G+2k+1), out): one block per feature
+            Q = Q.flatten(0, 1).flatten(1)  # (in*(G+2k+1), (k+2)*out): one row per (input, cell)
             return _EdgeDerivatives.apply(h, Q, self.grid_lo, self.grid_h, self.grid, self.k, order)
         cell, t = bspline_cells(h, self.grid_lo, self.grid_h, self.grid, self.k)
         X = torch.cat([power_derivatives(t * self.grid_h, self.k, order),
