@@ -206,7 +206,11 @@ class Trainer:
         extensions = self.extensions_for(model)
 
         if self.compile:
-            model.forward_jet = torch.compile(type(model).forward_jet.__get__(model))  # type: ignore[method-assign]
+            eager = type(model).forward_jet.__get__(model)
+            compiled = torch.compile(eager)
+            # partials above second order need the jet's graph to x: that variant stays eager (compiling
+            # it crashed torch 2.13's CPU backend with heap corruption)
+            model.forward_jet = lambda x, pairs=(): (eager if x.requires_grad else compiled)(x, pairs)  # type: ignore[method-assign]
 
         def closure_terms() -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
             terms = problem.losses(model, pts, self.derivatives)

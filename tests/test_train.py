@@ -191,3 +191,26 @@ def test_compiled_derivative_pass_trains_like_eager(problem):
         trainer = Trainer(optimizer="adam", lr=1e-2, steps=4, log_every=1, progress=False, device="cpu", compile=compiled)
         hist[compiled] = torch.tensor(trainer.fit(problem, model, problem.sample_points(0), problem.eval_points()).history["loss"])
     assert ((hist[True] - hist[False]).abs() / hist[False].abs()).max() < 1e-9
+
+
+def test_compile_leaves_higher_order_residuals_eager():
+    """A residual with a third partial needs the jet's graph to x; with compile=true that pass stays eager."""
+    from kanpde import Dirichlet, Interval, Problem
+
+    class ThirdOrder(Problem):
+        name, inputs = "third_order", ("x",)
+
+        def __init__(self):
+            super().__init__(Interval(-1, 1), [Dirichlet(0.0)], n_interior=32, n_boundary=2)
+
+        def residual(self, f):
+            return f.d("u", "x", "x", "x") - torch.cos(f["x"])
+
+    problem = ThirdOrder()
+    hist = {}
+    for compiled in (False, True):
+        torch.manual_seed(0)
+        model = _kan().double()
+        trainer = Trainer(optimizer="adam", lr=1e-2, steps=3, log_every=1, progress=False, device="cpu", compile=compiled)
+        hist[compiled] = torch.tensor(trainer.fit(problem, model, problem.sample_points(0)).history["loss"])
+    assert ((hist[True] - hist[False]).abs() / hist[False].abs()).max() < 1e-9
