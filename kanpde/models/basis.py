@@ -52,20 +52,13 @@ def bspline_pieces(x: torch.Tensor, lo: torch.Tensor, h: torch.Tensor, n_interva
             :func:`padded_bspline_basis`; points outside the padded grid point at the last slot,
             whose coefficient is zero.
     """
-    G = n_intervals
-    n_cells = G + 2 * k
-    u = (x - (lo - k * h)) / h  # position in units of cells from the first padded knot
-    cell = torch.floor(u).detach()
-    outside = (cell < 0) | (cell >= n_cells)
-    cell = cell.clamp(0, n_cells - 1)
-    t = u - cell  # in [0, 1) inside the grid; its derivative in x is 1/h
-
+    cell, t = bspline_cells(x, lo, h, n_intervals, k)
     powers = [torch.ones_like(t), t]
     for _ in range(k - 1):
         powers.append(powers[-1] * t)
     vals = torch.stack(powers[: k + 1], dim=-1) @ _piece_matrix(k, x.dtype, x.device)
-    slots = cell.long().unsqueeze(-1) + k - torch.arange(k + 1, device=x.device)
-    slots = slots.masked_fill(outside.unsqueeze(-1), G + 3 * k)
+    outside = (cell == n_intervals + 2 * k).unsqueeze(-1)
+    slots = (cell.unsqueeze(-1) + k - torch.arange(k + 1, device=x.device)).masked_fill(outside, n_intervals + 3 * k)
     return vals, slots
 
 

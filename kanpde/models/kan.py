@@ -139,8 +139,8 @@ class KANLayer(nn.Module):
         ``order+1`` tensors (batch, in, out); ``[d][b, i, o]`` is the d-th derivative of edge i -> o at h[b, i].
 
         Closed form: each edge's spline is one polynomial per grid cell (:func:`cell_polynomials`);
-        a point picks its cell's polynomial and differentiates it exactly, and adds silu's derivatives.  Its backward pass is written by hand
-        (:class:`_EdgeDerivatives`), which is several times cheaper than autograd through the basis;
+        a point picks its cell's polynomial, differentiates it exactly and adds silu's derivatives.
+        The backward pass is written by hand (:class:`_EdgeDerivatives`), cheaper than autograd;
         ``graph_to_input=True`` instead records ordinary autograd operations, so that derivatives of
         the result with respect to ``h`` can themselves be differentiated (higher-order partials).
         """
@@ -274,7 +274,7 @@ class KAN(nn.Module):
         derivative back end of :class:`kanpde.Fields`.  When x requires grad, the result also
         carries its graph to x (for partials above second order, by autograd from here).
         """
-        jet = Jet.seed(x, pairs).affine(self.normalize.scale, self.normalize.shift)
+        jet = self.normalize.forward_jet(x, pairs)
         for layer in self.layers:
             jet = layer.forward_jet(jet, graph_to_input=x.requires_grad)
         return jet

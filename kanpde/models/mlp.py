@@ -61,7 +61,7 @@ class MLP(nn.Module):
     def forward_jet(self, x: torch.Tensor, pairs: Pairs = ()) -> Jet:
         """Value, first partials and the second partials ``pairs`` of the output at x: (batch, width[0]),
         propagated layer by layer (see :mod:`kanpde.jet`)."""
-        jet = Jet.seed(x, pairs).affine(self.normalize.scale, self.normalize.shift)
+        jet = self.normalize.forward_jet(x, pairs)
         for layer in self.net:
             if isinstance(layer, nn.Linear):
                 jet = jet.linear(layer.weight.T, layer.bias)

@@ -6,6 +6,8 @@ from typing import Sequence
 import torch
 from torch import nn
 
+from ..jet import Jet, Pairs
+
 
 class BoxNormalizer(nn.Module):
     """Maps ``x`` from the box ``[lower, upper]`` affinely onto ``[target_lo, target_hi]`` per dimension.
@@ -48,3 +50,8 @@ class BoxNormalizer(nn.Module):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         """x: (batch, n_in) -> (batch, n_in)."""
         return x * self.scale + self.shift
+
+    def forward_jet(self, x: torch.Tensor, pairs: Pairs = ()) -> Jet:
+        """The normalised inputs as a jet in x (constant first partials, zero second ones): where a
+        model's forward derivative pass starts."""
+        return Jet.seed(x, pairs).affine(self.scale, self.shift)
