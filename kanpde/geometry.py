@@ -1,13 +1,19 @@
-"""Domains (boxes, intervals) and collocation-point sampling for physics-informed training.
+"""Domains and collocation-point sampling for physics-informed training.
+
+This module holds the sampling helpers, the :class:`Domain` base class, axis-aligned boxes
+(:class:`Box`, :class:`Interval`) and space-time cylinders (:class:`TimeDomain`).  Balls, polygons
+and the set operations (``a | b``, ``a - b``, ``a & b``) live in :mod:`kanpde.shapes` and are
+re-exported here.
 
 All methods return float64 CPU tensors; the trainer moves them to its own dtype and device.
 """
 from __future__ import annotations
 
 import math
+import numbers
 import warnings
 from abc import ABC, abstractmethod
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 
 import numpy as np
 import torch
@@ -16,6 +22,14 @@ from scipy.stats import qmc
 from . import checks
 
 SAMPLERS = ("uniform", "sobol", "halton", "lhs")
+
+MC_POINTS = 2**18
+"""Sobol points (fixed seed 0) behind every Monte Carlo volume estimate, see :meth:`Domain.measure`."""
+
+MIN_ACCEPTANCE = 1e-4
+"""Rejection sampling from the bounding box refuses domains filling less than this fraction of it."""
+
+_MAX_BATCH = 1 << 20  # candidates drawn at once by rejection samplers
 
 
 def _make_engine(cls, dim: int, rng: np.random.Generator, **kwargs):
@@ -26,10 +40,15 @@ def _make_engine(cls, dim: int, rng: np.random.Generator, **kwargs):
         return cls(dim, seed=rng, **kwargs)
 
 
-def unit_samples(n: int, dim: int, method: str, rng: np.random.Generator) -> np.ndarray:
-    """Draw ``n`` points in the unit cube [0, 1)^dim with ``method``; returns (n, dim) float64."""
+def _check_method(method: str) -> str:
     if method not in SAMPLERS:
         raise ValueError(f"method must be one of {SAMPLERS}; got {method!r}")
+    return method
+
+
+def unit_samples(n: int, dim: int, method: str, rng: np.random.Generator) -> np.ndarray:
+    """Draw ``n`` points in the unit cube [0, 1)^dim with ``method``; returns (n, dim) float64."""
+    _check_method(method)
     if method == "uniform":
         return rng.random((n, dim))
     if method == "sobol":
@@ -50,8 +69,39 @@ def _rng(seed: int | None, *extra: int) -> np.random.Generator:
     return np.random.default_rng([int(seed), *extra]) if extra else np.random.default_rng(seed)
 
 
+def _subseed(seed: int | None, *extra: int) -> int | None:
+    """An integer seed for a sub-sampler, derived from ``seed`` and ``extra``; None stays None."""
+    return None if seed is None else int(_rng(seed, *extra).integers(2**62))
+
+
+def _random_pairing(n: int, method: str, rng: np.random.Generator) -> np.ndarray:
+    """``n`` one-dimensional unit samples in random order, (n,).
+
+    Two separately scrambled Sobol (or Halton) sequences paired index by index are functions of
+    the same index, so the pairs fall on a curve; shuffling one of them keeps its stratified
+    marginal and makes the pairing random.
+    """
+    return unit_samples(n, 1, method, rng)[rng.permutation(n), 0]
+
+
+def _mc_volume(inside: Callable[[torch.Tensor], torch.Tensor], lower: torch.Tensor, upper: torch.Tensor) -> float:
+    """Monte Carlo volume of {x in [lower, upper] : inside(x)} from ``MC_POINTS`` Sobol points, seed 0."""
+    extent = upper - lower
+    if not bool((extent > 0).all()):
+        return 0.0
+    u = torch.from_numpy(unit_samples(MC_POINTS, lower.numel(), "sobol", _rng(0)))
+    return float(inside(lower + u * extent).double().mean()) * float(extent.prod())
+
+
 class Domain(ABC):
-    """Abstract base class for a closed domain in R^dim."""
+    """Abstract base class for a closed domain in R^dim.
+
+    A subclass provides ``bounds``, ``inside``, ``on_boundary``, ``sample_boundary`` and
+    ``normal``; it inherits rejection sampling of the interior, a Monte Carlo ``measure`` and a
+    grid filtered to the domain, and overrides them where it can do better.  ``a | b``,
+    ``a - b`` and ``a & b`` build a :class:`~kanpde.shapes.Union`, ``Difference`` or
+    ``Intersection``.
+    """
 
     dim: int
 
@@ -68,24 +118,137 @@ class Domain(ABC):
         """x: (n, dim) -> bool (n,); ``tol`` is relative to the largest extent."""
 
     @abstractmethod
-    def sample_interior(self, n: int, method: str = "uniform", seed: int | None = None) -> torch.Tensor:
-        """(n, dim) points inside the domain."""
-
-    @abstractmethod
     def sample_boundary(self, n: int, method: str = "uniform", seed: int | None = None) -> torch.Tensor:
-        """(n, dim) points on the boundary."""
+        """(n, dim) points on the boundary, uniform with respect to its measure."""
 
     @abstractmethod
     def normal(self, x: torch.Tensor) -> torch.Tensor:
         """Outward unit normals at boundary points x: (n, dim) -> (n, dim)."""
 
+    # -- helpers shared by subclasses -------------------------------------------------------
+
+    def _as_points(self, x: torch.Tensor) -> torch.Tensor:
+        x = torch.as_tensor(x, dtype=torch.float64)
+        if x.ndim != 2 or x.shape[1] != self.dim:
+            raise ValueError(f"x must have shape (n, {self.dim}); got {tuple(x.shape)}")
+        return x
+
+    def _points_keep_dtype(self, x: torch.Tensor) -> torch.Tensor:
+        """Like ``_as_points`` but a floating tensor keeps its dtype, device and autograd graph
+        (distance functions run on the trainer's points)."""
+        if not (isinstance(x, torch.Tensor) and x.is_floating_point()):
+            return self._as_points(x)
+        if x.ndim != 2 or x.shape[1] != self.dim:
+            raise ValueError(f"x must have shape (n, {self.dim}); got {tuple(x.shape)}")
+        return x
+
+    def _scale(self) -> float:
+        """The largest extent of the bounding box; tolerances are relative to it."""
+        lo, hi = self.bounds()
+        return float((hi - lo).max())
+
+    def _bbox_volume(self) -> float:
+        lo, hi = self.bounds()
+        return float((hi - lo).clamp(min=0).prod())
+
+    # -- measures ---------------------------------------------------------------------------
+
+    def measure(self) -> float:
+        """Volume (area in 2-D, length in 1-D).
+
+        The base class estimates it by Monte Carlo: the fraction of ``MC_POINTS`` (2**18)
+        scrambled Sobol points (fixed seed 0) of the bounding box that ``inside`` accepts, times
+        the box volume; the estimate is cached.  Shapes with a formula override it.
+        """
+        if getattr(self, "_measure_mc", None) is None:
+            lo, hi = self.bounds()
+            self._measure_mc = _mc_volume(self.inside, lo, hi)
+        return self._measure_mc
+
+    def boundary_measure(self) -> float:
+        """Measure of the boundary (perimeter in 2-D, surface area in 3-D, number of end points in 1-D)."""
+        raise NotImplementedError(f"{type(self).__name__} does not define boundary_measure()")
+
+    def distance(self, x: torch.Tensor) -> torch.Tensor:
+        """A smooth distance-like function (n,): > 0 inside, exactly 0 on the whole boundary.
+
+        Used for hard boundary constraints, u = lift + distance * net.  It need not be the
+        Euclidean distance, and its sign outside the domain is unspecified.  Unlike the other
+        methods it keeps x's dtype and device and is differentiable in x.
+        """
+        raise NotImplementedError(f"{type(self).__name__} has no distance() function")
+
+    # -- sampling -----------------------------------------------------------------------------
+
+    def sample_interior(self, n: int, method: str = "uniform", seed: int | None = None) -> torch.Tensor:
+        """(n, dim) points inside the domain, by rejection from the bounding box.
+
+        Candidates are ``method`` samples of the bounding box (batch k from sub-stream k of
+        ``seed``); the first ``n`` that ``inside`` accepts are returned, so a QMC sequence keeps
+        its order.  Cost: each accepted point takes on average (bounding-box volume / domain
+        volume) draws and ``inside`` evaluations, e.g. 1000 for a sliver filling 0.1% of its
+        box.  Raises ValueError when that fraction (from :meth:`measure`) is below
+        ``MIN_ACCEPTANCE`` (1e-4).
+        """
+        n = checks.positive_int("n", n)
+        _check_method(method)
+        lo, hi = self.bounds()
+        box_volume = self._bbox_volume()
+        acceptance = self.measure() / box_volume if box_volume > 0 else 0.0
+        if not acceptance >= MIN_ACCEPTANCE:
+            raise ValueError(
+                f"{type(self).__name__}.sample_interior: the domain fills only {acceptance:.3g} of its bounding box "
+                f"(need >= {MIN_ACCEPTANCE:g} for rejection sampling); it is empty or too thin")
+        kept, total, draws, k = [], 0, 0, 0
+        while total < n:
+            m = min(math.ceil(1.2 * (n - total) / acceptance) + 64, _MAX_BATCH)
+            u = torch.from_numpy(unit_samples(m, self.dim, method, _rng(seed, k)))
+            cand = torch.clamp(lo + u * (hi - lo), lo, hi)
+            sel = cand[self.inside(cand)]
+            kept.append(sel)
+            total, draws, k = total + sel.shape[0], draws + m, k + 1
+            if total < n and draws >= 1_000_000 and total < MIN_ACCEPTANCE * draws:
+                raise ValueError(f"{type(self).__name__}.sample_interior: only {total} of {draws} candidates "
+                                 "fell inside the domain")
+        return torch.cat(kept)[:n]
+
     def grid(self, n_per_dim: int) -> torch.Tensor:
-        """Tensor-product grid over the bounding box incl. its boundary: (n_per_dim**dim, dim), 'ij' order."""
+        """Tensor-product grid over the bounding box incl. its boundary, keeping the points inside the
+        domain: (m, dim), m <= n_per_dim**dim ('ij' order; all of them for a box)."""
         n_per_dim = checks.positive_int("n_per_dim", n_per_dim, minimum=2)
         lo, hi = self.bounds()
         axes = [torch.linspace(float(lo[i]), float(hi[i]), n_per_dim, dtype=torch.float64) for i in range(self.dim)]
         mesh = torch.meshgrid(*axes, indexing="ij")
-        return torch.stack([m.reshape(-1) for m in mesh], dim=1)
+        g = torch.stack([m.reshape(-1) for m in mesh], dim=1)
+        return g[self.inside(g)]
+
+    # -- set operations -----------------------------------------------------------------------
+
+    def __or__(self, other: Domain):
+        if not isinstance(other, Domain):
+            return NotImplemented
+        from .shapes import Union
+        return Union(self, other)
+
+    def __sub__(self, other: Domain):
+        if not isinstance(other, Domain):
+            return NotImplemented
+        from .shapes import Difference
+        return Difference(self, other)
+
+    def __and__(self, other: Domain):
+        if not isinstance(other, Domain):
+            return NotImplemented
+        from .shapes import Intersection
+        return Intersection(self, other)
+
+
+def _check_face(dim: int, axis: int, side: int) -> tuple[int, int]:
+    if isinstance(axis, bool) or not isinstance(axis, numbers.Integral) or not 0 <= axis < dim:
+        raise ValueError(f"axis must be an integer in 0..{dim - 1}; got {axis!r}")
+    if isinstance(side, bool) or side not in (0, 1):
+        raise ValueError(f"side must be 0 (lower face) or 1 (upper face); got {side!r}")
+    return int(axis), int(side)
 
 
 class Box(Domain):
@@ -115,17 +278,20 @@ class Box(Domain):
         """Side lengths (dim,)."""
         return self.upper - self.lower
 
-    def _scale(self) -> float:
-        return float(self.extent.max())
-
     def bounds(self) -> tuple[torch.Tensor, torch.Tensor]:
         return self.lower.clone(), self.upper.clone()
 
-    def _as_points(self, x: torch.Tensor) -> torch.Tensor:
-        x = torch.as_tensor(x, dtype=torch.float64)
-        if x.ndim != 2 or x.shape[1] != self.dim:
-            raise ValueError(f"x must have shape (n, {self.dim}); got {tuple(x.shape)}")
-        return x
+    def measure(self) -> float:
+        return float(self.extent.prod())
+
+    def boundary_measure(self) -> float:
+        return float(sum(self._face_measures()))
+
+    def distance(self, x: torch.Tensor) -> torch.Tensor:
+        """prod_i (x_i - lower_i)(upper_i - x_i) / (extent_i / 2)^2: 1 at the centre, 0 on every face."""
+        x = self._points_keep_dtype(x)
+        lo, hi = self.lower.to(x), self.upper.to(x)
+        return ((x - lo) * (hi - x) / ((hi - lo) / 2) ** 2).prod(dim=1)
 
     def inside(self, x: torch.Tensor) -> torch.Tensor:
         x = self._as_points(x)
@@ -151,11 +317,14 @@ class Box(Domain):
         u = torch.from_numpy(unit_samples(n, self.dim, method, _rng(seed)))
         return torch.clamp(self.lower + u * self.extent, self.lower, self.upper)
 
+    def _face_measures(self) -> list[float]:
+        ext = self.extent.tolist()
+        return [math.prod(ext[:i] + ext[i + 1:]) for i in range(self.dim) for _ in range(2)]
+
     def face_counts(self, n: int) -> list[int]:
         """Split ``n`` over the 2*dim faces (order lower_0, upper_0, ...) in proportion to their measure."""
         n = checks.positive_int("n", n)
-        ext = self.extent.tolist()
-        measures = [math.prod(ext[:i] + ext[i + 1:]) for i in range(self.dim) for _ in range(2)]
+        measures = self._face_measures()
         quotas = [n * m / sum(measures) for m in measures]
         counts = [math.floor(q) for q in quotas]
         order = sorted(range(len(quotas)), key=lambda k: -(quotas[k] - counts[k]))  # stable: ties -> lower index
@@ -163,24 +332,36 @@ class Box(Domain):
             counts[k] += 1
         return counts
 
+    def _face_points(self, axis: int, side: int, n: int, method: str, rng: np.random.Generator) -> torch.Tensor:
+        """(n, dim) points on face x_axis = lower (side 0) / upper (side 1), free coordinates from ``rng``."""
+        pts = torch.empty(n, self.dim, dtype=torch.float64)
+        pts[:, axis] = self.upper[axis] if side else self.lower[axis]
+        free = [j for j in range(self.dim) if j != axis]
+        if free:
+            u = torch.from_numpy(unit_samples(n, len(free), method, rng))
+            lo, hi = self.lower[free], self.upper[free]
+            pts[:, free] = torch.clamp(lo + u * (hi - lo), lo, hi)
+        return pts
+
     def sample_boundary(self, n: int, method: str = "uniform", seed: int | None = None) -> torch.Tensor:
         """(n, dim) points on the faces, grouped face by face (lower_0, upper_0, lower_1, ...)."""
-        if method not in SAMPLERS:
-            raise ValueError(f"method must be one of {SAMPLERS}; got {method!r}")
-        parts = []
-        for k, count in enumerate(self.face_counts(n)):
-            if count == 0:
-                continue
-            i, side = divmod(k, 2)
-            pts = torch.empty(count, self.dim, dtype=torch.float64)
-            pts[:, i] = self.upper[i] if side else self.lower[i]
-            free = [j for j in range(self.dim) if j != i]
-            if free:
-                u = torch.from_numpy(unit_samples(count, len(free), method, _rng(seed, k)))
-                lo, hi = self.lower[free], self.upper[free]
-                pts[:, free] = torch.clamp(lo + u * (hi - lo), lo, hi)
-            parts.append(pts)
+        _check_method(method)
+        parts = [self._face_points(k // 2, k % 2, count, method, _rng(seed, k))
+                 for k, count in enumerate(self.face_counts(n)) if count]
         return torch.cat(parts, dim=0)
+
+    def sample_face(self, axis: int, side: int, n: int, method: str = "uniform",
+                    seed: int | None = None) -> torch.Tensor:
+        """(n, dim) points on the face x_axis = lower[axis] (side 0) or upper[axis] (side 1).
+
+        The free coordinates depend on (axis, n, method, seed) but not on ``side``: the two
+        faces sampled with the same integer seed give matching point pairs, as a periodic
+        condition u(lower face) = u(upper face) needs.
+        """
+        axis, side = _check_face(self.dim, axis, side)
+        n = checks.positive_int("n", n)
+        _check_method(method)
+        return self._face_points(axis, side, n, method, _rng(seed, 2 * self.dim, axis))
 
     def normal(self, x: torch.Tensor) -> torch.Tensor:
         x = self._as_points(x)
@@ -210,3 +391,143 @@ class Interval(Box):
 
     def __repr__(self) -> str:
         return f"Interval(a={self.a}, b={self.b})"
+
+
+class TimeDomain(Domain):
+    """Space-time cylinder ``space`` x [t0, t1]; time is the LAST coordinate (inputs like ("x", "y", "t")).
+
+    ``sample_boundary``, ``on_boundary`` and ``normal`` concern the lateral boundary
+    (space boundary x [t0, t1]) only; the initial slice has its own ``sample_initial`` and
+    ``on_initial``, and the final slice t = t1 is no boundary of a time-dependent problem.
+    """
+
+    def __init__(self, space: Domain, t0: float, t1: float):
+        if not isinstance(space, Domain):
+            raise TypeError(f"space must be a Domain; got {type(space).__name__}")
+        t0, t1 = float(t0), float(t1)
+        if not (math.isfinite(t0) and math.isfinite(t1)):
+            raise ValueError(f"t0 and t1 must be finite; got t0={t0}, t1={t1}")
+        if not t0 < t1:
+            raise ValueError(f"TimeDomain needs t0 < t1; got t0={t0}, t1={t1}")
+        self.space, self.t0, self.t1 = space, t0, t1
+        self.dim = space.dim + 1
+
+    def __repr__(self) -> str:
+        return f"TimeDomain({self.space!r}, t0={self.t0}, t1={self.t1})"
+
+    @property
+    def duration(self) -> float:
+        return self.t1 - self.t0
+
+    def _space_time_box(self) -> Box:
+        """space x [t0, t1] as a Box (only for a Box space)."""
+        return Box(self.space.lower.tolist() + [self.t0], self.space.upper.tolist() + [self.t1])
+
+    def _split(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        x = self._as_points(x)
+        return x[:, :-1], x[:, -1]
+
+    def _in_time(self, t: torch.Tensor, tol: float) -> torch.Tensor:
+        pad = tol * self.duration
+        return (t >= self.t0 - pad) & (t <= self.t1 + pad)
+
+    def _with_time(self, xs: torch.Tensor, t: torch.Tensor | float) -> torch.Tensor:
+        t = torch.as_tensor(t, dtype=torch.float64).expand(xs.shape[0])
+        return torch.cat([xs, t[:, None]], dim=1)
+
+    def bounds(self) -> tuple[torch.Tensor, torch.Tensor]:
+        lo, hi = self.space.bounds()
+        return (torch.cat([lo, torch.tensor([self.t0], dtype=torch.float64)]),
+                torch.cat([hi, torch.tensor([self.t1], dtype=torch.float64)]))
+
+    def measure(self) -> float:
+        return self.space.measure() * self.duration
+
+    def boundary_measure(self) -> float:
+        """Measure of the lateral boundary, space.boundary_measure() * (t1 - t0)."""
+        return self.space.boundary_measure() * self.duration
+
+    def inside(self, x: torch.Tensor) -> torch.Tensor:
+        xs, t = self._split(x)
+        return self.space.inside(xs) & self._in_time(t, 1e-12)
+
+    def on_boundary(self, x: torch.Tensor, tol: float = 1e-9) -> torch.Tensor:
+        """On the lateral boundary; ``tol`` is relative to the space's extent (and to t1 - t0 in time)."""
+        xs, t = self._split(x)
+        return self.space.on_boundary(xs, tol) & self._in_time(t, tol)
+
+    def on_initial(self, x: torch.Tensor, tol: float = 1e-9) -> torch.Tensor:
+        """On the initial slice space x {t0}; ``tol`` is relative to t1 - t0."""
+        xs, t = self._split(x)
+        return ((t - self.t0).abs() <= tol * self.duration) & self.space.inside(xs)
+
+    def distance(self, x: torch.Tensor) -> torch.Tensor:
+        """The space's distance function of the spatial coordinates: 0 on the lateral boundary."""
+        x = self._points_keep_dtype(x)
+        return self.space.distance(x[:, :-1])
+
+    def time_distance(self, x: torch.Tensor) -> torch.Tensor:
+        """(t - t0) / (t1 - t0): 0 on the initial slice, 1 at t1 (u = u0 + time_distance * net);
+        keeps x's dtype and device like :meth:`distance`."""
+        x = self._points_keep_dtype(x)
+        return (x[:, -1] - self.t0) / self.duration
+
+    def sample_interior(self, n: int, method: str = "uniform", seed: int | None = None) -> torch.Tensor:
+        """(n, dim) points of space x [t0, t1], drawn jointly in all dim coordinates (so QMC stays
+        low-discrepancy): the space-time box for a Box space, else rejection from the space-time
+        bounding box (cost as in :meth:`Domain.sample_interior`)."""
+        if isinstance(self.space, Box):
+            return self._space_time_box().sample_interior(n, method, seed)
+        return super().sample_interior(n, method, seed)
+
+    def sample_boundary(self, n: int, method: str = "uniform", seed: int | None = None) -> torch.Tensor:
+        """(n, dim) points on the lateral boundary, uniform in space boundary x [t0, t1].
+
+        Box space: the spatial faces of the space-time box, face by face.  A space whose boundary
+        is a map of the unit cube (Ball, Disk, Polygon): one joint sample.  Otherwise (CSG): the
+        space's boundary sample with times from a stratified sample in random order.
+        """
+        n = checks.positive_int("n", n)
+        _check_method(method)
+        space = self.space
+        if isinstance(space, Box):
+            st = self._space_time_box()
+            parts = [st._face_points(k // 2, k % 2, count, method, _rng(seed, k))
+                     for k, count in enumerate(space.face_counts(n)) if count]
+            return torch.cat(parts, dim=0)
+        k = getattr(space, "_boundary_unit_dim", None)
+        if k is not None:
+            u = unit_samples(n, k + 1, method, _rng(seed))
+            xs, tu = space._boundary_from_unit(u[:, :k]), u[:, k]
+        else:
+            xs = space.sample_boundary(n, method, _subseed(seed, 0))
+            tu = _random_pairing(n, method, _rng(seed, 1))
+        return self._with_time(xs, self.t0 + torch.from_numpy(tu) * self.duration)
+
+    def sample_initial(self, n: int, method: str = "uniform", seed: int | None = None) -> torch.Tensor:
+        """(n, dim) points of the initial slice: space interior samples with t exactly t0."""
+        return self._with_time(self.space.sample_interior(n, method, seed), self.t0)
+
+    def sample_face(self, axis: int, side: int, n: int, method: str = "uniform",
+                    seed: int | None = None) -> torch.Tensor:
+        """For a Box space: (n, dim) points on the face x_axis = lower/upper of a spatial axis,
+        other coordinates and t free; paired across ``side`` like :meth:`Box.sample_face`."""
+        if not isinstance(self.space, Box):
+            raise ValueError(f"sample_face needs a Box space; this TimeDomain's space is a {type(self.space).__name__}")
+        if axis == self.space.dim and not isinstance(axis, bool):
+            raise ValueError(f"axis {axis} is the time axis; use sample_initial for t = t0")
+        _check_face(self.space.dim, axis, side)
+        return self._space_time_box().sample_face(axis, side, n, method, seed)
+
+    def normal(self, x: torch.Tensor) -> torch.Tensor:
+        """The space's outward normal, 0 in the time column (lateral boundary points only)."""
+        xs, t = self._split(x)
+        late = ~self._in_time(t, 1e-6)
+        if late.any():
+            k = int(torch.nonzero(late)[0, 0])
+            raise ValueError(f"normal() needs lateral boundary points; point {k} has t={float(t[k])} "
+                             f"outside [{self.t0}, {self.t1}]")
+        return self._with_time(self.space.normal(xs), 0.0)
+
+
+from .shapes import Ball, Difference, Disk, Intersection, Polygon, Union  # noqa: E402  (re-export)
