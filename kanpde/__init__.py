@@ -3,11 +3,14 @@
 The public API a problem file uses: domains, conditions, the ``Problem`` base, the ``Fields``
 derivative accessor, and the models.
 """
-from .conditions import Condition, Dirichlet, Neumann
+from .conditions import Condition, Dirichlet, Initial, InitialRate, Neumann, Observations, Periodic, Robin
+from .constraints import HardConstraint
 from .derivatives import Fields
-from .geometry import Box, Domain, Interval
+from .geometry import Ball, Box, Difference, Disk, Domain, Intersection, Interval, Polygon, TimeDomain, Union
 from .models import KAN, MLP
 from .problem import Problem
 
-__all__ = ["Box", "Condition", "Dirichlet", "Domain", "Fields", "Interval", "KAN", "MLP", "Neumann", "Problem"]
+__all__ = ["Ball", "Box", "Condition", "Difference", "Dirichlet", "Disk", "Domain", "Fields", "HardConstraint", "Initial",
+           "InitialRate", "Intersection", "Interval", "KAN", "MLP", "Neumann", "Observations", "Periodic", "Polygon", "Problem",
+           "Robin", "TimeDomain", "Union"]
 __version__ = "0.1.0"

@@ -88,6 +88,27 @@ class Jet:
                 second = second + s1 * self.second
         return Jet(s0, s1 * self.first, second, self.pairs)
 
+    def plus(self, other: Jet) -> Jet:
+        """The jet of the sum of two functions with the same pairs carried."""
+        second = self.second if other.second is None else other.second if self.second is None else self.second + other.second
+        return Jet(self.value + other.value, self.first + other.first, second, self.pairs)
+
+    def times(self, other: Jet) -> Jet:
+        """The jet of the product of two functions (same pairs), by the product rule:
+        (fg)_a = f_a g + f g_a,  (fg)_ab = f_ab g + f_a g_b + f_b g_a + f g_ab."""
+        value = self.value * other.value
+        first = self.first * other.value + self.value * other.first
+        second = None
+        if self.pairs:
+            a = [p[0] for p in self.pairs]
+            b = [p[1] for p in self.pairs]
+            second = self.first[a] * other.first[b] + self.first[b] * other.first[a]
+            if self.second is not None:
+                second = second + self.second * other.value
+            if other.second is not None:
+                second = second + self.value * other.second
+        return Jet(value, first, second, self.pairs)
+
     def partial(self, wrt: tuple[int, ...]) -> torch.Tensor:
         """d^{len(wrt)}/dx_wrt (wrt sorted, length 0-2; must be carried): (batch, n)."""
         if not wrt:
@@ -169,6 +190,9 @@ def supports_jet(model: object) -> bool:
     A subclass that overrides ``forward`` but not ``forward_jet`` does not: the inherited jet
     would compute the parent's function, not the one ``forward`` defines.
     """
+    delegate = getattr(model, "jet_supported", None)
+    if callable(delegate):  # wrappers (e.g. a hard-constraint transform) answer for the model they wrap
+        return bool(delegate())
     jet_cls = _defined_in(type(model), "forward_jet")
     forward_cls = _defined_in(type(model), "forward")
     return jet_cls is not None and forward_cls is not None and issubclass(jet_cls, forward_cls)

@@ -38,8 +38,13 @@ def _mark_extensions(axes: list[plt.Axes], extensions: Mapping[int, int]) -> Non
 
 
 def plot_solution(results: Mapping[str, Any], path: str | os.PathLike, output: int = 0) -> Path:
-    """``solution.png``: prediction, exact solution and pointwise error of one output on the evaluation grid (1-D or 2-D)."""
+    """``solution.png``: prediction, exact solution and pointwise error of one output on the evaluation points.
+
+    1-D: curves; 2-D: maps (a tensor grid as a mesh, other point sets as scattered points);
+    3 or more inputs: prediction against exact value, and a histogram of the error.
+    """
     ev, attrs = results["eval"], results["attrs"]
+    names = str(attrs.get("inputs", "x,y")).split(",") + ["x", "y"]
     x, pred = np.asarray(ev["x"]), np.asarray(ev["u_pred"])[:, output]
     exact = np.asarray(ev["u_exact"])[:, output] if "u_exact" in ev else None
     title = f"{attrs.get('problem', '')} — {attrs.get('model', '')}, {attrs.get('n_params', '?')} params"
@@ -54,20 +59,35 @@ def plot_solution(results: Mapping[str, Any], path: str | os.PathLike, output: i
         ax.set(xlabel="x", ylabel="u", title="solution")
         ax.legend()
     elif x.shape[1] == 2:
-        n = int(round(np.sqrt(x.shape[0])))
-        if n * n != x.shape[0]:
-            raise ValueError(f"plot_solution: 2-D evaluation points must form a square grid, got {x.shape[0]} points")
-        X, Y = x[:, 0].reshape(n, n), x[:, 1].reshape(n, n)
+        xs, ys = np.unique(x[:, 0]), np.unique(x[:, 1])
+        structured = xs.size * ys.size == x.shape[0]  # a full tensor grid (any order), else scattered points
         panels = [("prediction", pred)]
         if exact is not None:
             panels += [("exact", exact), ("|error|", np.abs(pred - exact))]
         fig, axes = plt.subplots(1, len(panels), figsize=(4.8 * len(panels), 3.9), squeeze=False, layout="constrained")
         for ax, (name, val) in zip(axes[0], panels):
-            mesh = ax.pcolormesh(X, Y, val.reshape(n, n), shading="auto", cmap="magma" if name == "|error|" else "viridis")
+            cmap = "magma" if name == "|error|" else "viridis"
+            if structured:
+                grid = np.full((ys.size, xs.size), np.nan)
+                grid[np.searchsorted(ys, x[:, 1]), np.searchsorted(xs, x[:, 0])] = val
+                mesh = ax.pcolormesh(xs, ys, grid, shading="auto", cmap=cmap)
+            else:  # e.g. a grid clipped to a disk or an L-shape
+                mesh = ax.scatter(x[:, 0], x[:, 1], c=val, s=4, marker="s", linewidths=0, cmap=cmap)
             fig.colorbar(mesh, ax=ax)
-            ax.set(xlabel="x", ylabel="y", title=name, aspect="equal")
-    else:
-        raise ValueError(f"plot_solution draws 1-D and 2-D problems, got {x.shape[1]} inputs")
+            ax.set(xlabel=names[0], ylabel=names[1], title=name, aspect="auto" if "t" in names[:2] else "equal")
+    else:  # 3 or more inputs: no picture of the field; how prediction and solution compare point by point
+        fig, axes = plt.subplots(1, 2 if exact is not None else 1, figsize=(10 if exact is not None else 5, 3.9), squeeze=False, layout="constrained")
+        if exact is None:
+            axes[0, 0].hist(pred, bins=60)
+            axes[0, 0].set(xlabel="prediction", ylabel="points", title=f"{x.shape[1]} inputs: prediction values")
+        else:
+            axes[0, 0].plot(exact, pred, ".", ms=1)
+            lim = [min(exact.min(), pred.min()), max(exact.max(), pred.max())]
+            axes[0, 0].plot(lim, lim, "k--", lw=0.8)
+            axes[0, 0].set(xlabel="exact", ylabel="prediction", title=f"{x.shape[1]} inputs: prediction vs exact")
+            err = np.abs(pred - exact)
+            axes[0, 1].hist(np.log10(err + 1e-300), bins=60)
+            axes[0, 1].set(xlabel="log10 |error|", ylabel="points", title="pointwise error")
     fig.suptitle(title)
     return _save(fig, path)
 

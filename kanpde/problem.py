@@ -2,15 +2,17 @@
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
-from typing import Mapping, Sequence
+import math
+from typing import Any, Mapping, Sequence
 
 import torch
 from torch import nn
 
 from . import checks
-from .conditions import Condition
+from .conditions import Condition, Dirichlet, Initial
+from .constraints import HardConstraint
 from .derivatives import Fields, Plan
-from .geometry import SAMPLERS, Domain
+from .geometry import SAMPLERS, Domain, TimeDomain
 
 Points = dict[str, dict[str, torch.Tensor]]
 """Collocation points by loss term: ``{"pde": {"x": ...}, "<condition name>": {"x": ..., "normal": ...}}``."""
@@ -29,11 +31,22 @@ class Problem(ABC):
         n_boundary: points for each condition that does not set its own ``n``.
         sampler: how points are drawn: ``uniform``, ``sobol``, ``halton`` or ``lhs``.
         eval_points_per_dim: evaluation grid resolution per dimension (default 1000, 100, 30 for 1-3 D).
+        hard_constraints: impose the Dirichlet conditions on the whole boundary and the initial
+            values exactly, as u = lift + distance·network (:meth:`constrain`); their loss terms drop out.
+        unknowns: unknown scalar coefficients to learn with the network (inverse problems),
+            ``{name: initial value}``; the residual reads them with :meth:`unknown`.
+
+    Class attributes a subclass may set besides ``name``, ``inputs`` and ``outputs``:
+    ``published``, the literature's figures for this problem (shown by ``python -m kanpde.catalogue``),
+    each a dict with ``method``, ``metric``, ``value`` and optionally ``params`` and ``source``;
+    ``true_unknowns``, for an inverse problem with a known answer, the unknowns' true values.
     """
 
     name: str = "problem"
     inputs: tuple[str, ...] = ("x",)
     outputs: tuple[str, ...] = ("u",)
+    published: tuple[Mapping[str, Any], ...] = ()
+    true_unknowns: Mapping[str, float] = {}  # inverse problems: the values the unknowns should reach
 
     def __init__(
         self,
@@ -44,6 +57,8 @@ class Problem(ABC):
         n_boundary: int = 100,
         sampler: str = "sobol",
         eval_points_per_dim: int | None = None,
+        hard_constraints: bool = False,
+        unknowns: Mapping[str, float] | None = None,
     ) -> None:
         if domain.dim != len(self.inputs):
             raise ValueError(f"{self.name}: domain has dimension {domain.dim} but inputs are {self.inputs}")
@@ -58,6 +73,10 @@ class Problem(ABC):
         for c in self.conditions:
             if c.output not in self.outputs:
                 raise ValueError(f"{self.name}: condition {c.name!r} constrains unknown output {c.output!r}; outputs are {self.outputs}")
+            try:
+                c.bind(domain, self.inputs)
+            except ValueError as e:
+                raise ValueError(f"{self.name}: {e}") from None
         weights = dict(weights or {})
         unknown = set(weights) - set(names)
         if unknown:
@@ -70,11 +89,95 @@ class Problem(ABC):
             eval_points_per_dim = DEFAULT_EVAL_POINTS.get(domain.dim, 10)
         self.eval_points_per_dim = checks.positive_int("eval_points_per_dim", eval_points_per_dim, minimum=2)
         self._plans: dict[str, Plan | None] = {}  # loss term -> second partials its residual asked for
+        self.unknowns = nn.ParameterDict()
+        for key, value in dict(unknowns or {}).items():
+            if not str(key).isidentifier() or key in self.inputs or key in self.outputs:
+                raise ValueError(f"unknowns: {key!r} must be an identifier that is not an input or output name")
+            v = float(value)
+            if not math.isfinite(v):
+                raise ValueError(f"unknowns.{key} must be a finite initial value, got {value!r}")
+            self.unknowns[key] = nn.Parameter(torch.tensor(v, dtype=torch.float64))
+        if not isinstance(hard_constraints, bool):
+            raise ValueError(f"hard_constraints must be true or false, got {hard_constraints!r}")
+        self.hard_terms: tuple[str, ...] = self._hard_terms() if hard_constraints else ()
+        if hard_constraints and not self.hard_terms:
+            raise ValueError(f"hard_constraints: {self.name} has no Dirichlet condition on the whole boundary and no initial "
+                             f"value to impose exactly; set hard_constraints=false")
+
+    def _hard_terms(self) -> tuple[str, ...]:
+        """Conditions that :meth:`constrain` can impose exactly: Dirichlet on the whole boundary of a
+        domain with a distance function, and initial values."""
+        hard = []
+        for c in self.conditions:
+            if isinstance(c, Dirichlet) and c.where is None:
+                try:
+                    self.domain.distance(self.domain.sample_boundary(1, "uniform", 0))
+                except NotImplementedError:
+                    continue
+                hard.append(c.name)
+            elif isinstance(c, Initial):
+                hard.append(c.name)
+        return tuple(hard)
+
+    def unknown(self, name: str) -> torch.Tensor:
+        """The current value of an unknown coefficient (a 0-d tensor that trains with the network)."""
+        try:
+            return self.unknowns[name]
+        except KeyError:
+            raise KeyError(f"{self.name} has no unknown {name!r}; its unknowns are {list(self.unknowns)}") from None
 
     @property
     def terms(self) -> list[str]:
-        """Names of the loss terms: ``"pde"`` then each condition's."""
-        return ["pde"] + [c.name for c in self.conditions]
+        """Names of the loss terms: ``"pde"`` then each condition's not imposed exactly."""
+        return ["pde"] + [c.name for c in self.conditions if c.name not in self.hard_terms]
+
+    def distance(self, x: torch.Tensor) -> torch.Tensor:
+        """Hard constraints: x: (n, dim) -> (n, n_out), zero where a value is imposed exactly.
+
+        The product of the domain's distance function (Dirichlet on the whole boundary) and the
+        normalised time since t0 (initial value), per output; 1 for outputs with neither.
+        """
+        out = torch.ones(x.shape[0], len(self.outputs), dtype=x.dtype, device=x.device)
+        for c in self.conditions:
+            if c.name in self.hard_terms:
+                factor = self.domain.time_distance(x) if isinstance(c, Initial) else self.domain.distance(x)
+                o = self.outputs.index(c.output)
+                out = out.clone()
+                out[:, o] = out[:, o] * factor
+        return out
+
+    def lift(self, x: torch.Tensor) -> torch.Tensor:
+        """Hard constraints: x: (n, dim) -> (n, n_out), the imposed values where :meth:`distance` vanishes.
+
+        The condition's value g evaluated inside the domain too (so give g as a formula valid
+        everywhere).  With both a Dirichlet and an initial value on one output the initial value is
+        used, which must then agree with the boundary value on the boundary (checked when the
+        constraint is built); override this method when they do not.
+        """
+        cols = []
+        for o, name in enumerate(self.outputs):
+            conds = [c for c in self.conditions if c.name in self.hard_terms and c.output == name]
+            pick = next((c for c in conds if isinstance(c, Initial)), conds[0] if conds else None)
+            cols.append(pick.target(x) if pick is not None else x.new_zeros(x.shape[0]))
+        return torch.stack(cols, dim=1)
+
+    def _check_lift(self) -> None:
+        """The lift must meet every hard Dirichlet value on the lateral boundary (tolerance 1e-8)."""
+        for c in self.conditions:
+            if c.name in self.hard_terms and isinstance(c, Dirichlet):
+                xb = self.domain.sample_boundary(256, "uniform", 12345)
+                gap = (self.lift(xb)[:, self.outputs.index(c.output)] - c.target(xb)).abs().max()
+                if float(gap) > 1e-8:
+                    raise ValueError(f"hard_constraints: on {self.name} the lift (the initial value) differs from the boundary "
+                                     f"value of {c.name!r} by up to {float(gap):.3g} on the boundary; override Problem.lift, "
+                                     f"or set hard_constraints=false")
+
+    def constrain(self, model: nn.Module) -> nn.Module:
+        """The model with the hard constraints applied (the model itself when there are none)."""
+        if not self.hard_terms:
+            return model
+        self._check_lift()
+        return HardConstraint(model, self.distance, self.lift)
 
     @abstractmethod
     def residual(self, f: Fields) -> torch.Tensor | Sequence[torch.Tensor]:
@@ -87,16 +190,39 @@ class Problem(ABC):
         """
         return None
 
+    def reference(self) -> tuple[torch.Tensor, torch.Tensor] | None:
+        """Reference data for problems without a closed-form solution: (x (m, dim), u (m, n_out))
+        float64, e.g. from a numerical solver; None when there is none (the default)."""
+        return None
+
+    def evaluation_set(self) -> tuple[torch.Tensor, torch.Tensor | None]:
+        """Where errors are measured and what against: the evaluation grid with the exact solution,
+        else the reference data, else the grid with None."""
+        x = self.eval_points()
+        with torch.no_grad():
+            u = self.exact(x)
+        if u is not None:
+            return x, u
+        ref = self.reference()
+        return ref if ref is not None else (x, None)
+
     def sample_points(self, seed: int = 0) -> Points:
         """Draw the collocation points for every loss term (float64, CPU)."""
         points: Points = {"pde": {"x": self.domain.sample_interior(self.n_interior, self.sampler, seed)}}
         for i, c in enumerate(self.conditions):
+            if c.name in self.hard_terms:
+                continue
             points[c.name] = c.sample(self.domain, self.n_boundary, self.sampler, seed + 1000 * (i + 1))
         return points
 
     def eval_points(self) -> torch.Tensor:
-        """The evaluation grid, (m, dim) float64."""
+        """The evaluation grid, (m, dim) float64 (grid points inside the domain)."""
         return self.domain.grid(self.eval_points_per_dim)
+
+    def _check_residual(self, r: torch.Tensor, n: int, what: str) -> torch.Tensor:
+        if r.shape not in ((n,), (n, 1)):
+            raise ValueError(f"{self.name}: the {what} residual must have shape ({n},) for {n} points, got {tuple(r.shape)}")
+        return r
 
     def losses(self, model: nn.Module, points: Points, derivatives: str = "auto") -> dict[str, torch.Tensor]:
         """Unweighted mean squared residual of every loss term.
@@ -110,12 +236,15 @@ class Problem(ABC):
         def fields(term: str, x: torch.Tensor) -> Fields:
             return Fields(model, x, self.inputs, self.outputs, derivatives, plans.get(term))
 
+        n = points["pde"]["x"].shape[0]
         f = fields("pde", points["pde"]["x"])
         r = self.residual(f)
         rs = [r] if isinstance(r, torch.Tensor) else list(r)
-        out = {"pde": sum(ri.square().mean() for ri in rs)}
+        out = {"pde": sum(self._check_residual(ri, n, "PDE").square().mean() for ri in rs)}
         plans["pde"] = f.plan
         for c in self.conditions:
+            if c.name in self.hard_terms:
+                continue
             p = points[c.name]
             fc = fields(c.name, p["x"])
             out[c.name] = c.residual(fc, p).square().mean()

@@ -55,6 +55,22 @@ def build(group: str, cfg: Mapping[str, Any], **extra: Any) -> Any:
         raise ConfigError(msg) from None
 
 
+def resolve_width(problem: Problem, width: list[Any] | None) -> list[Any] | None:
+    """``model.width`` with the placeholders ``in`` (first entry) and ``out`` (last entry) replaced by
+    the problem's number of inputs and outputs, so one model config serves every problem."""
+    if width is None:
+        return None
+    width = list(width)
+    if width and width[0] == "in":
+        width[0] = len(problem.inputs)
+    if width and width[-1] == "out":
+        width[-1] = len(problem.outputs)
+    for i, w in enumerate(width):
+        if isinstance(w, str):
+            raise ConfigError(f"model.width[{i}]={w!r}: only the first entry may be 'in' and the last 'out'; the others are layer widths")
+    return width
+
+
 def check_model_fits(problem: Problem, width: list[int] | None) -> None:
     """The model's first and last widths must match the problem's inputs and outputs."""
     if width is None:
@@ -112,15 +128,21 @@ def run(
     plain = OmegaConf.to_container(cfg, resolve=True)
     trainer = build("trainer", plain["trainer"])
     problem = build("problem", plain["problem"])
+    if plain["model"].get("width") is not None:
+        plain["model"]["width"] = resolve_width(problem, plain["model"]["width"])
     check_model_fits(problem, plain["model"].get("width"))
     torch.manual_seed(int(cfg.seed))
     lower, upper = problem.domain.bounds()
     previous_dtype = torch.get_default_dtype()
     torch.set_default_dtype(trainer.torch_dtype)
     try:
-        model = build("model", plain["model"], bounds=(lower.tolist(), upper.tolist()))
+        net = build("model", plain["model"], bounds=(lower.tolist(), upper.tolist()))
     finally:
         torch.set_default_dtype(previous_dtype)
+    try:
+        model = problem.constrain(net)  # the network itself unless hard constraints are on
+    except ValueError as e:
+        raise ConfigError(f"problem.{e}") from None
     try:
         trainer.check_model(model)
     except ValueError as e:
@@ -130,20 +152,25 @@ def run(
     for note in trainer.schedule_notes(model):
         print(f"kanpde: note: {note}")
     points = problem.sample_points(int(cfg.seed))
-    x_eval = problem.eval_points()
+    x_eval, u_ref = problem.evaluation_set()
+    has_exact = problem.exact(x_eval[:1]) is not None
     print(f"kanpde: {problem.name} with {type(model).__name__} {getattr(model, 'width', '')} "
           f"({model.n_params()} parameters), {trainer.optimizer} for {trainer.steps} steps on {trainer.torch_device} in {trainer.dtype}, "
           f"{trainer.derivative_backend(model)} derivatives")
-    result = trainer.fit(problem, model, points, x_eval)
+    result = trainer.fit(problem, model, points, x_eval, None if has_exact else u_ref)
 
     dev, dt = trainer.torch_device, trainer.torch_dtype
     x_eval = x_eval.to(device=dev, dtype=dt)
     model.eval()
-    has_exact = problem.exact(x_eval[:1]) is not None
-    errs = metrics.errors(model, problem.exact, x_eval) if has_exact else {}
+    if has_exact:
+        errs = metrics.errors(model, problem.exact, x_eval)
+    elif u_ref is not None:
+        errs = metrics.errors_against(model, x_eval, u_ref.to(device=dev, dtype=dt))
+    else:
+        errs = {}
     u_pred = metrics.predict(model, x_eval)
     with torch.no_grad():
-        u_exact = problem.exact(x_eval) if has_exact else None
+        u_exact = problem.exact(x_eval) if has_exact else u_ref
 
     family = type(model).__name__.lower()
     attrs = {
@@ -151,6 +178,10 @@ def run(
         "model": f"{type(model).__name__}{list(getattr(model, 'width', []))}",
         "family": family,
         "width": list(getattr(model, "width", [])),
+        "basis": str(getattr(model, "basis", "")),
+        "inputs": ",".join(problem.inputs),
+        "outputs": ",".join(problem.outputs),
+        "hard_constraints": ",".join(problem.hard_terms),  # condition terms imposed exactly (not in the loss)
         "grid": int(getattr(model, "grid", 0)),
         "k": int(getattr(model, "k", 0)),
         "n_params": int(model.n_params()),
@@ -180,12 +211,22 @@ def run(
         "end_time": time.time(),
         "config": OmegaConf.to_yaml(cfg),
     }
-    save_model(output_dir / "model.pt", model)
+    if len(problem.outputs) > 1:  # per-output errors of a multi-output problem (pooled in rel_l2)
+        for name, value in zip(problem.outputs, errs.get("rel_l2_outputs", [math.nan] * len(problem.outputs))):
+            attrs[f"rel_l2_{name}"] = value
+    for name, value in problem.unknowns.items():  # learned coefficients: final values (trajectories in history/)
+        attrs[f"unknown_{name}"] = float(value.detach())
+        if name in problem.true_unknowns:
+            truth = float(problem.true_unknowns[name])
+            attrs[f"unknown_{name}_rel_err"] = abs(attrs[f"unknown_{name}"] - truth) / abs(truth)
+    save_model(output_dir / "model.pt", net)  # the network; with hard constraints, problem.constrain(net) rebuilds u
     results_path = write_results(output_dir / "results.h5", attrs, result.history,
                                  {"x": x_eval, "u_pred": u_pred, "u_exact": u_exact}, result.stages)
     if cfg.get("plots", True):
         saved = read_results(results_path)
         plot.plot_solution(saved, output_dir / "solution.png")
+        for o, name in enumerate(problem.outputs[1:], start=1):  # multi-output problems: one figure per output
+            plot.plot_solution(saved, output_dir / f"solution_{name}.png", output=o)
         plot.plot_history(saved, output_dir / "history.png")
     print(f"kanpde: {attrs['problem']} {attrs['model']}: rel_l2={attrs['rel_l2']:.3e} mse={attrs['mse']:.3e} "
           f"n_params={attrs['n_params']} wall_time={attrs['wall_time_s']:.1f}s steps={attrs['steps']} -> {output_dir}")

@@ -13,7 +13,7 @@ from tqdm.auto import tqdm
 from . import checks
 from .derivatives import BACKENDS, resolve_backend
 from .jet import supports_jet
-from .metrics import errors, predict, relative_l2
+from .metrics import errors, errors_against, predict, relative_l2
 from .problem import Points, Problem
 
 OPTIMIZERS = ("adam", "lbfgs", "adam_lbfgs")
@@ -24,7 +24,7 @@ class TrainResult:
     """What a training run returns: its history, its wall time and how it ended.
 
     ``history`` maps column names (``step``, ``time_s``, ``loss``, ``loss_<term>``, ``rel_l2``,
-    ``grid``) to equal-length lists.  ``stages`` holds one entry per grid stage (the model just
+    ``grid`` and ``unknown_<name>`` for each learned coefficient) to equal-length lists.  ``stages`` holds one entry per grid stage (the model just
     before each grid extension, and at the end): ``step, time_s, grid, n_params`` and, with an exact
     solution, ``rel_l2, mse, h1_sq``; these are the points of the KAN paper's scaling plots.
     ``status`` is ``ok`` or ``failed`` (``message`` says why).
@@ -178,6 +178,7 @@ class Trainer:
         return notes
 
     def make_optimizer(self, model: nn.Module, step: int) -> torch.optim.Optimizer:
+        """The optimiser for ``model``'s parameters at ``step`` (Adam or L-BFGS by the schedule)."""
         use_adam = self.optimizer == "adam" or (self.optimizer == "adam_lbfgs" and step < self.adam_steps)
         if use_adam:
             return torch.optim.Adam(model.parameters(), lr=self.lr)
@@ -187,22 +188,28 @@ class Trainer:
             tolerance_grad=0.0, tolerance_change=0.0, line_search_fn="strong_wolfe",
         )
 
-    def fit(self, problem: Problem, model: nn.Module, points: Points, x_eval: torch.Tensor | None = None) -> TrainResult:
-        """Train ``model`` (in place) on ``points``; errors against ``problem.exact`` on ``x_eval`` are logged.
+    def fit(self, problem: Problem, model: nn.Module, points: Points, x_eval: torch.Tensor | None = None,
+            u_ref: torch.Tensor | None = None) -> TrainResult:
+        """Train ``model`` (in place) on ``points``; errors on ``x_eval`` are logged.
 
-        A non-finite loss stops training: the model is restored to the last finite state and the
-        result has ``status="failed"`` with a message naming the step.
+        Errors are taken against ``u_ref`` (m, n_out) when given (reference data), else against
+        ``problem.exact``.  The problem's unknown coefficients train with the model.  A non-finite
+        loss stops training: the model is restored to the last finite state and the result has
+        ``status="failed"`` with a message naming the step.
         """
         self.check_model(model)
         dev, dt = self.torch_device, self.torch_dtype
         model.to(device=dev, dtype=dt)
+        problem.unknowns.to(device=dev, dtype=dt)
+        trainable = nn.ModuleDict({"model": model, "unknowns": problem.unknowns})  # what the optimiser moves
         pts = {t: {k: v.to(device=dev, dtype=dt) for k, v in p.items()} for t, p in points.items()}
         u_exact = None
         if x_eval is not None:
             x_eval = x_eval.to(device=dev, dtype=dt)
-            u_exact = problem.exact(x_eval)
+            u_exact = problem.exact(x_eval) if u_ref is None else u_ref.to(device=dev, dtype=dt)
         weights = problem.weights
-        hist: dict[str, list[float]] = {k: [] for k in ["step", "time_s", "loss", *[f"loss_{t}" for t in problem.terms], "rel_l2", "grid"]}
+        unknown_cols = [f"unknown_{n}" for n in problem.unknowns]
+        hist: dict[str, list[float]] = {k: [] for k in ["step", "time_s", "loss", *[f"loss_{t}" for t in problem.terms], "rel_l2", "grid", *unknown_cols]}
         extensions = self.extensions_for(model)
 
         if self.compile:
@@ -227,12 +234,14 @@ class Trainer:
                 hist[f"loss_{t}"].append(terms[t].item())
             hist["rel_l2"].append(err)
             hist["grid"].append(float(getattr(model, "grid", 0)))
+            for name, value in problem.unknowns.items():
+                hist[f"unknown_{name}"].append(float(value.detach()))
             return err
 
         stages: dict[str, list[float]] = {k: [] for k in ("step", "time_s", "grid", "n_params", "rel_l2", "mse", "h1_sq")}
 
         def close_stage(steps_done: int) -> None:
-            errs = errors(model, problem.exact, x_eval) if u_exact is not None else {}
+            errs = {} if u_exact is None else errors(model, problem.exact, x_eval) if u_ref is None else errors_against(model, x_eval, u_exact)
             row = {"step": steps_done, "time_s": time.perf_counter() - t0, "grid": float(getattr(model, "grid", 0)),
                    "n_params": float(model.n_params() if hasattr(model, "n_params") else
                                              sum(p.numel() for p in model.parameters() if p.requires_grad))}
@@ -240,8 +249,8 @@ class Trainer:
                 values.append(row.get(key, errs.get(key, math.nan)))
 
         t0 = time.perf_counter()
-        opt = self.make_optimizer(model, 0)
-        last_good = snapshot(model)
+        opt = self.make_optimizer(trainable, 0)
+        last_good = snapshot(trainable)
         bar = tqdm(range(self.steps), disable=not self.progress, dynamic_ncols=True, leave=False, mininterval=0.5)
         status, message, step = "ok", "", 0
         for step in bar:
@@ -250,10 +259,10 @@ class Trainer:
                 if self.grid_update == "extension":
                     model.update_grid(pts["pde"]["x"])
                 model.extend_grid(extensions[step])
-                last_good = snapshot(model)  # same function, new shapes
-                opt = self.make_optimizer(model, step)
+                last_good = snapshot(trainable)  # same function, new shapes
+                opt = self.make_optimizer(trainable, step)
             elif self.optimizer == "adam_lbfgs" and step == self.adam_steps:
-                opt = self.make_optimizer(model, step)
+                opt = self.make_optimizer(trainable, step)
 
             terms: dict[str, torch.Tensor] = {}
             if isinstance(opt, torch.optim.LBFGS):
@@ -275,14 +284,14 @@ class Trainer:
                 if math.isfinite(loss_val):
                     loss.backward()
                     opt.step()
-            if not math.isfinite(loss_val) or not all_finite(model):
+            if not math.isfinite(loss_val) or not all_finite(trainable):
                 bad = [t for t, v in terms.items() if not math.isfinite(v.item())]
                 what = f"loss term(s) {', '.join(bad)}" if bad else "loss" if not math.isfinite(loss_val) else "parameters"
                 status = "failed"
                 message = f"non-finite {what} at step {step}; the model was restored to its last finite state"
-                model.load_state_dict(last_good)
+                trainable.load_state_dict(last_good)
                 break
-            last_good = snapshot(model)
+            last_good = snapshot(trainable)
             if step % self.log_every == 0 or step == self.steps - 1:
                 err = record(step, loss_val, terms)
                 bar.set_postfix(loss=f"{loss_val:.3e}", rel_l2=f"{err:.2e}", refresh=False)

@@ -1,11 +1,12 @@
 """Tests for kanpde.metrics: errors of a model with a known perturbation of the exact solution."""
+import math
 from math import pi
 
 import pytest
 import torch
 from torch import nn
 
-from kanpde.metrics import errors, relative_l2
+from kanpde.metrics import errors, errors_against, relative_l2
 
 F64 = torch.float64
 
@@ -29,8 +30,8 @@ X1 = torch.linspace(-1, 1, 101, dtype=F64)[:, None]
 def test_constant_shift():
     model = Perturbed(exact_1d, lambda x: torch.full_like(x, 0.01))
     e = errors(model, exact_1d, X1)
-    assert set(e) == {"rel_l2", "mse", "h1_sq", "max_abs_err"}
-    assert all(isinstance(v, float) for v in e.values())
+    assert set(e) == {"rel_l2", "mse", "h1_sq", "max_abs_err", "rel_l2_outputs"}
+    assert all(isinstance(v, float) for k, v in e.items() if k != "rel_l2_outputs")
     u_rms = exact_1d(X1).square().mean().sqrt().item()
     assert e["mse"] == pytest.approx(1e-4, rel=1e-9)
     assert e["rel_l2"] == pytest.approx(0.01 / u_rms, rel=1e-9)
@@ -50,7 +51,7 @@ def test_linear_shift_adds_gradient_error():
 
 def test_exact_model_has_zero_error():
     e = errors(Perturbed(exact_1d, lambda x: 0 * x), exact_1d, X1)
-    assert e == {"rel_l2": 0.0, "mse": 0.0, "h1_sq": 0.0, "max_abs_err": 0.0}
+    assert e == {"rel_l2": 0.0, "mse": 0.0, "h1_sq": 0.0, "max_abs_err": 0.0, "rel_l2_outputs": [0.0]}
 
 
 @pytest.mark.parametrize("delta", [lambda x: torch.full_like(x, 0.01), lambda x: 0.01 * x, lambda x: 0.03 * x**2 - 0.02])
@@ -98,3 +99,29 @@ def test_constant_exact_solution():
     mse = (1e-4 * X1.square()).mean().item()
     assert e["mse"] == pytest.approx(mse, rel=1e-9)
     assert e["h1_sq"] == pytest.approx(mse + 1e-4, rel=1e-9)
+
+
+def test_per_output_and_pooled_relative_l2():
+    """Two outputs with known errors: per-output rel L2 = 0.01 and 0.1; pooled = sqrt of summed squares over summed norms."""
+    x = torch.linspace(0, 1, 101, dtype=torch.float64).unsqueeze(1)
+
+    def exact(z):
+        return torch.cat([torch.sin(z) + 2, 3 * torch.cos(z)], dim=1)
+
+    class Model(torch.nn.Module):
+        def forward(self, z):
+            e = exact(z)
+            return e * torch.tensor([1.01, 1.1], dtype=z.dtype)
+
+    e = errors(Model(), exact, x)
+    assert e["rel_l2_outputs"] == pytest.approx([0.01, 0.1], rel=1e-12)
+    ref = exact(x)
+    pooled = ((0.01 * ref[:, 0]).square().sum() + (0.1 * ref[:, 1]).square().sum()) / ref.square().sum()
+    assert e["rel_l2"] == pytest.approx(float(pooled.sqrt()), rel=1e-12)
+    # the same numbers from reference data (no gradient: h1 is NaN), in chunks
+    d = errors_against(Model(), x, ref, chunk=7)
+    assert d["rel_l2_outputs"] == pytest.approx([0.01, 0.1], rel=1e-12)
+    assert d["rel_l2"] == pytest.approx(e["rel_l2"], rel=1e-12) and d["mse"] == pytest.approx(e["mse"], rel=1e-12)
+    assert math.isnan(d["h1_sq"])
+    with pytest.raises(ValueError, match="u_ref must have shape"):
+        errors_against(Model(), x, ref[:10])
