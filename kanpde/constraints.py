@@ -35,7 +35,7 @@ def function_jet(fn: FieldFn, x: torch.Tensor, pairs: Pairs = ()) -> Jet:
         def grad(z: torch.Tensor, keep: bool) -> torch.Tensor:
             if not z.requires_grad:
                 return torch.zeros_like(xg)
-            (g,) = torch.autograd.grad(z.sum(), xg, create_graph=keep, allow_unused=True)
+            (g,) = torch.autograd.grad(z.sum(), xg, create_graph=keep, retain_graph=True, allow_unused=True)
             return torch.zeros_like(xg) if g is None else g
 
         grads = [grad(y[:, o], bool(pairs) or graph) for o in range(n_out)]  # each (n, dim)

@@ -123,7 +123,7 @@ class Problem(ABC):
         """The current value of an unknown coefficient (a 0-d tensor that trains with the network)."""
         try:
             return self.unknowns[name]
-        except KeyError:
+        except (KeyError, AttributeError):  # ParameterDict raises AttributeError for a missing key
             raise KeyError(f"{self.name} has no unknown {name!r}; its unknowns are {list(self.unknowns)}") from None
 
     @property
@@ -137,14 +137,14 @@ class Problem(ABC):
         The product of the domain's distance function (Dirichlet on the whole boundary) and the
         normalised time since t0 (initial value), per output; 1 for outputs with neither.
         """
-        out = torch.ones(x.shape[0], len(self.outputs), dtype=x.dtype, device=x.device)
-        for c in self.conditions:
-            if c.name in self.hard_terms:
-                factor = self.domain.time_distance(x) if isinstance(c, Initial) else self.domain.distance(x)
-                o = self.outputs.index(c.output)
-                out = out.clone()
-                out[:, o] = out[:, o] * factor
-        return out
+        cols = []
+        for name in self.outputs:
+            col = torch.ones(x.shape[0], dtype=x.dtype, device=x.device)
+            for c in self.conditions:
+                if c.name in self.hard_terms and c.output == name:
+                    col = col * (self.domain.time_distance(x) if isinstance(c, Initial) else self.domain.distance(x))
+            cols.append(col)
+        return torch.stack(cols, dim=1)
 
     def lift(self, x: torch.Tensor) -> torch.Tensor:
         """Hard constraints: x: (n, dim) -> (n, n_out), the imposed values where :meth:`distance` vanishes.

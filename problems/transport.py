@@ -1,0 +1,77 @@
+"""Nonlinear time-dependent benchmarks with numerical reference solutions: viscous Burgers and Allen–Cahn."""
+from __future__ import annotations
+
+from math import pi
+
+import numpy as np
+import torch
+
+from kanpde import Dirichlet, Fields, Initial, Interval, Periodic, Problem, TimeDomain
+
+from .references import ALLEN_CAHN_D, BURGERS_NU, allen_cahn_reference, burgers_reference
+
+
+def _grid_points(x: np.ndarray, t: np.ndarray, u: np.ndarray) -> tuple[torch.Tensor, torch.Tensor]:
+    """Reference table u: (nt, nx) on x: (nx,), t: (nt,) -> points (nt*nx, 2) as (x, t) and values (nt*nx, 1)."""
+    tt, xx = np.meshgrid(t, x, indexing="ij")
+    pts = np.stack([xx.ravel(), tt.ravel()], axis=1)
+    return torch.from_numpy(pts).double(), torch.from_numpy(u.reshape(-1, 1)).double()
+
+
+class Burgers1D(Problem):
+    """u_t + u·u_x − (0.01/π)·u_xx = 0 on x ∈ [−1,1], t ∈ [0,1]; u(x,0) = −sin(πx), u(±1,t) = 0.
+
+    A shock forms at x = 0 near t ≈ 0.5 (max |u_x| ≈ 152.005 at t ≈ 0.5105).  Reference: the exact
+    Cole–Hopf solution by Gauss–Hermite quadrature (:mod:`problems.references`) on the classic
+    256 × 100 grid (x = linspace(−1, 1, 256), t = 0, 0.01, …, 0.99), cached in ``cache_dir``
+    (default ``$KANPDE_CACHE`` or ``~/.cache/kanpde``).  Inputs (x, t).
+    """
+
+    name = "burgers1d"
+    inputs = ("x", "t")
+    published = (
+        {"method": "PINN 5x100", "metric": "rel_l2", "value": 1.45e-2, "params": 40800, "source": "PINNacle (Hao et al. 2023)"},
+        {"method": "adaptive PIKAN", "metric": "rel_l2", "value": 2.43e-2, "params": "~1.7k", "source": "Rigas et al. 2024"},
+    )
+
+    def __init__(self, n_interior: int = 6000, n_boundary: int = 600, weights=None, cache_dir: str | None = None, **kw) -> None:
+        self.cache_dir = cache_dir
+        domain = TimeDomain(Interval(-1, 1), 0.0, 1.0)
+        super().__init__(domain, [Dirichlet(0.0), Initial(lambda x: -torch.sin(pi * x[:, 0]))], weights, n_interior, n_boundary, **kw)
+
+    def residual(self, f: Fields) -> torch.Tensor:
+        return f.d("u", "t") + f["u"] * f.d("u", "x") - BURGERS_NU * f.d("u", "x", "x")
+
+    def reference(self) -> tuple[torch.Tensor, torch.Tensor]:
+        ref = burgers_reference(directory=self.cache_dir)
+        return _grid_points(ref["x"], ref["t"], ref["u"])
+
+
+class AllenCahn1D(Problem):
+    """u_t − 1e-4·u_xx + 5u³ − 5u = 0 on x ∈ [−1,1], t ∈ [0,1]; u(x,0) = x²·cos(πx), periodic in x.
+
+    Reference: Fourier pseudo-spectral with ETDRK4 (:mod:`problems.references`; halving the step and
+    doubling the modes changes it by ~2e-10), on 513 × 201 points (x = linspace(−1, 1, 513),
+    t = linspace(0, 1, 201)), cached in ``cache_dir``.  Inputs (x, t).
+    """
+
+    name = "allen_cahn1d"
+    inputs = ("x", "t")
+    published = (
+        {"method": "PirateNet", "metric": "rel_l2", "value": 2.24e-5, "source": "Wang et al. 2024"},
+        {"method": "KKAN", "metric": "rel_l2", "value": 2.51e-5, "source": "Toscano et al. 2024"},
+    )
+
+    def __init__(self, n_interior: int = 6000, n_boundary: int = 400, weights=None, cache_dir: str | None = None, **kw) -> None:
+        self.cache_dir = cache_dir
+        domain = TimeDomain(Interval(-1, 1), 0.0, 1.0)
+        conditions = [Periodic("x"), Initial(lambda x: x[:, 0] ** 2 * torch.cos(pi * x[:, 0]))]
+        super().__init__(domain, conditions, weights, n_interior, n_boundary, **kw)
+
+    def residual(self, f: Fields) -> torch.Tensor:
+        u = f["u"]
+        return f.d("u", "t") - ALLEN_CAHN_D * f.d("u", "x", "x") + 5 * u**3 - 5 * u
+
+    def reference(self) -> tuple[torch.Tensor, torch.Tensor]:
+        ref = allen_cahn_reference(directory=self.cache_dir)
+        return _grid_points(ref["x"], ref["t"], ref["u"])
