@@ -161,7 +161,8 @@ class Trainer:
 
     def schedule_notes(self, model: nn.Module) -> list[str]:
         """What a user should know about this schedule on ``model``: scheduled grids it already has, and
-        extensions that are not refinements (only a multiple of the grid keeps the splines exactly)."""
+        extensions that do not keep the function exactly (B-splines: only a multiple of the grid does;
+        Chebyshev edges: every extension does; RBF edges: none does)."""
         schedule = self.extensions_for(model)
         notes = []
         kept = [g for g in self.grid_extension["grids"] if g not in schedule.values()]
@@ -169,11 +170,19 @@ class Trainer:
             notes.append(f"model.grid={model.grid} is already as fine as scheduled grid(s) {kept}; extensions: "
                          + (", ".join(f"G={g} at step {s}" for s, g in schedule.items()) or "none"))
         previous = getattr(model, "grid", 0)
+        exact = getattr(model, "extension_is_exact", lambda old, new: new % old == 0)
+        basis = getattr(model, "basis", "bspline")
         for step, g in schedule.items():
-            if g % previous:
+            if exact(previous, g):
+                pass
+            elif basis == "bspline":
                 notes.append(f"the grid extension {previous} -> {g} at step {step} is not a refinement ({g} is not a "
                              f"multiple of {previous}): the refit only approximates the splines, and the PDE residual "
                              f"can jump (on poisson2d, 5 -> 8 raised it 67x); multiples of the grid keep the function exactly")
+            else:  # rbf: no extension keeps Gaussians of one width exactly with those of another
+                notes.append(f"the grid extension {previous} -> {g} at step {step} refits the {basis} edges by least squares: "
+                             f"it only approximates the function (rbf: by up to several % of its size near the ends of a "
+                             f"range), and the PDE residual can jump")
             previous = g
         return notes
 

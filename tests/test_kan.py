@@ -350,3 +350,22 @@ def test_mlp_bounds_and_config(f64):
     m2 = MLP(**cfg)
     m2.load_state_dict(m.state_dict())
     assert torch.equal(m2(x), m(x))
+
+
+@pytest.mark.parametrize("basis", ["bspline", "chebyshev", "rbf"])
+def test_grid_extension_leaves_contiguous_parameters(basis):
+    """torch's L-BFGS flattens each gradient with view(-1), which fails for a parameter that is not
+    contiguous; a least-squares refit returns column-major arrays (seen on CUDA after grid extension)."""
+    model = KAN([2, 4, 1], grid=5, basis=basis)
+    model.extend_grid(10)
+    assert all(p.is_contiguous() for p in model.parameters())
+    x = torch.rand(50, 2)
+    opt = torch.optim.LBFGS(model.parameters(), max_iter=2)
+
+    def closure():
+        opt.zero_grad()
+        loss = model(x).square().mean()
+        loss.backward()
+        return loss
+
+    opt.step(closure)

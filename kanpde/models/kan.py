@@ -2,7 +2,9 @@
 
 Each edge (i -> o) carries phi(x) = scale_base * silu(x) + scale_sp * spline(x); a node sums its
 incoming edges.  The spline basis is evaluated in closed form for the whole batch (``basis.py``)
-and contracted with the coefficients in one matrix product per layer.
+and contracted with the coefficients in one matrix product per layer.  :class:`KAN` can instead
+build its layers with Chebyshev (``chebyshev.py``) or Gaussian RBF (``rbf.py``) edges, with the
+same number of parameters (``basis``).
 """
 from __future__ import annotations
 
@@ -17,7 +19,10 @@ from torch.nn import functional as F
 from .. import checks
 from ..jet import Jet, Pairs, silu_derivatives
 from .basis import bspline_cells, cell_polynomials, falling_factorial, pad_coefficients, padded_bspline_basis, power_derivatives, uniform_bspline_basis
+from .chebyshev import ChebyshevKANLayer
+from .edge import EdgeLayer
 from .normalize import BoxNormalizer
+from .rbf import RBFKANLayer
 
 
 class _EdgeDerivatives(torch.autograd.Function):
@@ -84,13 +89,16 @@ class _EdgeDerivatives(torch.autograd.Function):
                     per_point[p].addcmul_(g, w, value=f)
             # sum per cell (bincount measured fastest on the CPU): each entry goes to its flat (cell, output) slot
             slot = rows.flatten() if n_out == 1 else (rows.view(-1, 1) * n_out + torch.arange(n_out, device=rows.device)).flatten()
-            dQ = torch.stack([torch.bincount(slot, weights=per_point[f].flatten(), minlength=n_rows * n_out).view(n_rows, n_out)
-                              for f in range(n_feat)], dim=1).view(ctx.Q_shape).to(per_point.dtype)
+            if slot.is_cuda:  # CUDA's bincount reads the largest index back to the host (a sync); index_add_ does not
+                sums = [per_point.new_zeros(n_rows * n_out).index_add_(0, slot, per_point[f].flatten()) for f in range(n_feat)]
+            else:
+                sums = [torch.bincount(slot, weights=per_point[f].flatten(), minlength=n_rows * n_out) for f in range(n_feat)]
+            dQ = torch.stack([v.view(n_rows, n_out) for v in sums], dim=1).view(ctx.Q_shape).to(per_point.dtype)
         return dh, dQ, None, None, None, None, None
 
 
-class KANLayer(nn.Module):
-    """One KAN layer of ``in_features * out_features`` learnable activation functions.
+class KANLayer(EdgeLayer):
+    """One KAN layer of ``in_features * out_features`` learnable activation functions: B-spline edges.
 
     Args:
         in_features, out_features: layer widths.
@@ -109,20 +117,13 @@ class KANLayer(nn.Module):
         grid_range: tuple[float, float] = (-1.0, 1.0),
         init_scale: float = 0.1,
     ) -> None:
-        super().__init__()
-        self.in_features = checks.positive_int("in_features", in_features)
-        self.out_features = checks.positive_int("out_features", out_features)
-        self.grid = checks.positive_int("grid", grid)
-        self.k = checks.positive_int("k", k)
+        super().__init__(in_features, out_features, grid, k, init_scale)
         lo, hi = float(grid_range[0]), float(grid_range[1])
         if not hi > lo:
             raise ValueError(f"grid_range must be increasing, got {grid_range!r}")
-        dtype = torch.get_default_dtype()
+        dtype = self.coef.dtype
         self.register_buffer("grid_lo", torch.full((in_features,), lo, dtype=dtype))
         self.register_buffer("grid_h", torch.full((in_features,), (hi - lo) / grid, dtype=dtype))
-        self.coef = nn.Parameter(init_scale * torch.randn(in_features, grid + k, out_features))
-        self.scale_base = nn.Parameter((2 * torch.rand(in_features, out_features) - 1) / in_features**0.5)
-        self.scale_sp = nn.Parameter(torch.ones(in_features, out_features) / in_features**0.5)
 
     def basis(self, x: torch.Tensor) -> torch.Tensor:
         """x: (batch, in) -> (batch, in, G + k) B-spline basis values."""
@@ -154,29 +155,6 @@ class KANLayer(nn.Module):
         X = torch.cat([power_derivatives(t * self.grid_h, self.k, order),
                        silu_derivatives(h, order).unsqueeze(-1)], dim=-1)
         return (X @ Q.flatten(0, 1)[cell + Q.shape[1] * torch.arange(self.in_features, device=h.device)]).unbind(2)
-
-    def forward_jet(self, jet: Jet, graph_to_input: bool = False) -> Jet:
-        """The layer applied to a jet of its inputs (values and input derivatives), by the chain rule:
-        a node sums its edges as :meth:`Jet.elementwise` describes, each with its own derivatives."""
-        edge = self.edge_derivatives(jet.value, 2 if jet.pairs else 1, graph_to_input)
-        second = None
-        if jet.first.shape[1] == 1 and jet.second is None:
-            # the network's inputs (same first partials at every point, no second ones): matrix products
-            first = torch.einsum("dxi,bio->dbo", jet.first, edge[1])
-            if jet.pairs:
-                second = torch.einsum("pxi,bio->pbo", jet.first_products(), edge[2])
-        else:
-            first = (jet.first.unsqueeze(-1) * edge[1]).sum(2)
-            if jet.pairs:
-                chained = jet.first_products().unsqueeze(-1) * edge[2]
-                if jet.second is not None:
-                    chained = chained + jet.second.unsqueeze(-1) * edge[1]
-                second = chained.sum(2)
-        return Jet(edge[0].sum(1), first, second, jet.pairs)
-
-    def edge_splines(self, x: torch.Tensor) -> torch.Tensor:
-        """Unscaled spline part of every edge. x: (batch, in) -> (batch, in, out)."""
-        return torch.einsum("bim,imo->bio", self.basis(x), self.coef)
 
     def grid_ranges(self) -> tuple[torch.Tensor, torch.Tensor]:
         """(in,) left and right ends of each input's grid."""
@@ -211,10 +189,12 @@ class KANLayer(nn.Module):
         self.grid = grid
         self.grid_lo.copy_(lo)
         self.grid_h.copy_(new_h.to(self.grid_h.dtype))
-        self.coef = nn.Parameter(coef.to(device=self.coef.device, dtype=self.coef.dtype))
+        # lstsq returns column-major results: keep the parameter contiguous (L-BFGS views its gradient flat)
+        self.coef = nn.Parameter(coef.to(device=self.coef.device, dtype=self.coef.dtype).contiguous())
 
-    def extra_repr(self) -> str:
-        return f"in={self.in_features}, out={self.out_features}, grid={self.grid}, k={self.k}"
+
+BASES: dict[str, type[EdgeLayer]] = {"bspline": KANLayer, "chebyshev": ChebyshevKANLayer, "rbf": RBFKANLayer}
+"""Edge basis name -> layer class (the ``basis`` argument of :class:`KAN`)."""
 
 
 class KAN(nn.Module):
@@ -230,6 +210,9 @@ class KAN(nn.Module):
         bounds: ``(lower, upper)`` of the inputs, or None if inputs already lie in ``grid_range``.
         grid_range: range of the first layer's grids (and the initial range of the others).
         init_scale: std of initial spline coefficients.
+        basis: the edges' basis, G + k functions per edge for each, so the parameter count does
+            not depend on it: ``bspline`` (degree-k B-splines on G intervals), ``chebyshev``
+            (T_0 .. T_{G+k-1} of tanh(x); no range) or ``rbf`` (G + k Gaussians on the range).
     """
 
     def __init__(
@@ -240,6 +223,7 @@ class KAN(nn.Module):
         bounds: tuple[Sequence[float], Sequence[float]] | None = None,
         grid_range: tuple[float, float] = (-1.0, 1.0),
         init_scale: float = 0.1,
+        basis: str = "bspline",
     ) -> None:
         super().__init__()
         self.width = checks.widths("width", width)
@@ -249,10 +233,12 @@ class KAN(nn.Module):
         if not self.grid_range[1] > self.grid_range[0]:
             raise ValueError(f"grid_range must be increasing, got {tuple(grid_range)!r}")
         self.init_scale = checks.positive_float("init_scale", init_scale, allow_zero=True)
+        self.basis = checks.one_of("basis", basis, tuple(BASES))
         lower, upper = bounds if bounds is not None else (None, None)
         self.normalize = BoxNormalizer(self.width[0], lower, upper, target=self.grid_range)
+        layer = BASES[self.basis]
         self.layers = nn.ModuleList(
-            KANLayer(a, b, grid, self.k, self.grid_range, self.init_scale) for a, b in zip(self.width[:-1], self.width[1:])
+            layer(a, b, grid, self.k, self.grid_range, self.init_scale) for a, b in zip(self.width[:-1], self.width[1:])
         )
 
     @property
@@ -291,10 +277,21 @@ class KAN(nn.Module):
 
     @torch.no_grad()
     def extend_grid(self, grid: int) -> None:
-        """Grid extension (paper §2.4): refine every layer to ``grid`` intervals on its current range, keeping the function."""
+        """Grid extension (paper §2.4): refine every layer to ``grid`` intervals on its current range, keeping the function.
+
+        B-splines: a refinement (G -> m*G) keeps it exactly, other grids by least squares;
+        chebyshev: exactly (higher degrees with zero coefficients); rbf: by least squares.
+        """
         grid = checks.positive_int("grid", grid)
         for layer in self.layers:
-            layer.refit(grid)
+            layer.extend(grid)
+
+    def extension_is_exact(self, old: int, new: int) -> bool:
+        """Whether :meth:`extend_grid` from ``old`` to ``new`` keeps the function exactly: for B-splines a
+        refinement (``new`` a multiple of ``old``), for Chebyshev any larger grid, for RBF never."""
+        if self.basis == "chebyshev":
+            return new >= old
+        return self.basis == "bspline" and new % old == 0
 
     @torch.no_grad()
     def update_grid(self, x: torch.Tensor, margin: float = 0.01) -> None:
@@ -302,20 +299,21 @@ class KAN(nn.Module):
 
         The first layer keeps ``grid_range``: its inputs are the normalised domain, which the
         samples may not reach at the edges.  Each new range is the samples' [min, max] widened by
-        ``margin`` of its length; the function is kept by a least-squares refit.
+        ``margin`` of its length; the function is kept by a least-squares refit.  Chebyshev edges
+        have no range to move (tanh maps every input into (-1, 1)): for them this does nothing.
         """
         seen = self.layer_inputs(x)
         for layer, h in zip(self.layers[1:], seen[1:]):
             lo, hi = h.min(dim=0).values, h.max(dim=0).values
             pad = margin * (hi - lo).clamp_min(1e-3)
-            layer.refit(layer.grid, lo - pad, hi + pad)
+            layer.update_range(lo - pad, hi + pad)
 
     def n_params(self) -> int:
-        """Number of trainable parameters (per edge G + k coefficients plus two scales)."""
+        """Number of trainable parameters (per edge G + k coefficients plus two scales, whatever the basis)."""
         return sum(p.numel() for p in self.parameters() if p.requires_grad)
 
     def config(self) -> dict[str, Any]:
         """Constructor arguments that rebuild this model's architecture in its current state (grid included)."""
         lower, upper = self.normalize.bounds()
         return {"width": list(self.width), "grid": self.grid, "k": self.k, "bounds": (lower, upper),
-                "grid_range": self.grid_range, "init_scale": self.init_scale}
+                "grid_range": self.grid_range, "init_scale": self.init_scale, "basis": self.basis}

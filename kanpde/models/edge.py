@@ -1,0 +1,147 @@
+"""What every KAN layer shares, whatever basis its edges use.
+
+Each edge (i -> o) carries phi(x) = scale_base · silu(x) + scale_sp · sum_b coef[i, b, o] · B_b(x),
+with the same number of basis functions B_b per edge (G + k) for every basis, so that networks of
+the same (width, grid, k) have the same parameters.  A layer supplies its edges' values and
+derivatives at their inputs (:meth:`EdgeLayer.edge_derivatives`); :meth:`EdgeLayer.forward_jet`
+composes them with the derivatives of the layer's input by the chain rule.
+"""
+from __future__ import annotations
+
+import torch
+from torch import nn
+from torch.nn import functional as F
+
+from .. import checks
+from ..jet import Jet, silu_derivatives
+
+
+class EdgeLayer(nn.Module):
+    """A KAN layer of ``in_features * out_features`` edges, each ``G + k`` basis functions plus silu.
+
+    Subclasses supply :meth:`basis`, :meth:`forward`, :meth:`edge_derivatives` and the grid
+    changes (:meth:`extend`, :meth:`update_range`).
+
+    Args:
+        in_features, out_features: layer widths.
+        grid: G; with ``k`` it sets the number of basis functions per edge, G + k.
+        k: spline degree for B-splines; for the other bases only part of the count G + k.
+        init_scale: standard deviation of the initial basis coefficients.
+    """
+
+    def __init__(self, in_features: int, out_features: int, grid: int, k: int, init_scale: float) -> None:
+        super().__init__()
+        self.in_features = checks.positive_int("in_features", in_features)
+        self.out_features = checks.positive_int("out_features", out_features)
+        self.grid = checks.positive_int("grid", grid)
+        self.k = checks.positive_int("k", k)
+        # the same parameters, drawn in the same order, for every basis
+        n_in, n_out = self.in_features, self.out_features
+        self.coef = nn.Parameter(init_scale * torch.randn(n_in, self.grid + self.k, n_out))
+        self.scale_base = nn.Parameter((2 * torch.rand(n_in, n_out) - 1) / n_in**0.5)
+        self.scale_sp = nn.Parameter(torch.ones(n_in, n_out) / n_in**0.5)
+
+    @property
+    def n_basis(self) -> int:
+        """Basis functions per edge: G + k."""
+        return self.grid + self.k
+
+    def basis(self, x: torch.Tensor) -> torch.Tensor:
+        """x: (batch, in) -> (batch, in, G + k) basis values."""
+        raise NotImplementedError
+
+    def edge_splines(self, x: torch.Tensor) -> torch.Tensor:
+        """Unscaled basis-series part of every edge, sum_b coef[i, b, o] · B_b(x_i). x: (batch, in) -> (batch, in, out)."""
+        return torch.einsum("bim,imo->bio", self.basis(x), self.coef)
+
+    def edge_derivatives(self, h: torch.Tensor, order: int, graph_to_input: bool = False) -> tuple[torch.Tensor, ...]:
+        """Every edge's value and first ``order`` derivatives at its input, h: (batch, in) ->
+        ``order+1`` tensors (batch, in, out); ``[d][b, i, o]`` is the d-th derivative of edge i -> o at h[b, i].
+
+        With ``graph_to_input`` the result must stay differentiable in ``h`` to higher orders."""
+        raise NotImplementedError
+
+    def forward_jet(self, jet: Jet, graph_to_input: bool = False) -> Jet:
+        """The layer applied to a jet of its inputs (values and input derivatives), by the chain rule:
+        a node sums its edges as :meth:`Jet.elementwise` describes, each with its own derivatives."""
+        edge = self.edge_derivatives(jet.value, 2 if jet.pairs else 1, graph_to_input)
+        second = None
+        if jet.first.shape[1] == 1 and jet.second is None:
+            # the network's inputs (same first partials at every point, no second ones): matrix products
+            first = torch.einsum("dxi,bio->dbo", jet.first, edge[1])
+            if jet.pairs:
+                second = torch.einsum("pxi,bio->pbo", jet.first_products(), edge[2])
+        else:
+            first = (jet.first.unsqueeze(-1) * edge[1]).sum(2)
+            if jet.pairs:
+                chained = jet.first_products().unsqueeze(-1) * edge[2]
+                if jet.second is not None:
+                    chained = chained + jet.second.unsqueeze(-1) * edge[1]
+                second = chained.sum(2)
+        return Jet(edge[0].sum(1), first, second, jet.pairs)
+
+    def extend(self, grid: int) -> None:
+        """Grid extension: G + k basis functions become ``grid`` + k, keeping the function (as far as the basis allows)."""
+        self.refit(grid)
+
+    def update_range(self, lo: torch.Tensor, hi: torch.Tensor) -> None:
+        """Move each input's basis onto ``[lo[i], hi[i]]``, keeping the function by a least-squares refit."""
+        self.refit(self.grid, lo, hi)
+
+    def refit(self, grid: int, lo: torch.Tensor | None = None, hi: torch.Tensor | None = None, n_fit: int | None = None) -> None:
+        raise NotImplementedError
+
+    def extra_repr(self) -> str:
+        return f"in={self.in_features}, out={self.out_features}, grid={self.grid}, k={self.k}"
+
+
+class DenseEdgeLayer(EdgeLayer):
+    """An edge layer whose basis functions are all evaluated at every point (Chebyshev, RBF).
+
+    The basis may live in a variable s(x) (Chebyshev: s = tanh x; RBF: s = x).  Subclasses supply
+    :meth:`basis_derivatives`, the basis and its derivatives in s and the derivatives of s; they are
+    contracted with the coefficients (one batched matrix product per order), and only then is the
+    chain rule through s applied, on tensors of the edges rather than of the basis.  Everything is
+    ordinary autograd: derivatives in ``h`` (the parameter gradient's chain through later layers,
+    and partials above second order) come from autograd, so no extra order is computed and
+    ``graph_to_input`` changes nothing.
+    """
+
+    def basis_derivatives(self, h: torch.Tensor, order: int) -> tuple[list[torch.Tensor], list[torch.Tensor] | None]:
+        """h: (batch, in) -> (B, S): ``B[d]`` (in, G + k, batch) the d-th derivatives in s of every basis
+        function, ``[d][i, m, b]`` at s(h[b, i]), d = 0 .. order; ``S[d - 1]`` (in, 1, batch) the d-th
+        derivative of s in x, d = 1 .. order, or None where s = x.
+
+        Batch last: products that broadcast one value per point then run along contiguous memory,
+        and the contraction with the coefficients is a batched matrix product without a copy."""
+        raise NotImplementedError
+
+    def basis(self, x: torch.Tensor) -> torch.Tensor:
+        return self.basis_derivatives(x, 0)[0][0].permute(2, 0, 1)
+
+    def _coef_t(self) -> torch.Tensor:
+        """(in, out, G + k): the scaled coefficients, transposed for ``coef_t @ basis``."""
+        return (self.coef * self.scale_sp.unsqueeze(1)).transpose(1, 2)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """x: (batch, in) -> (batch, out)."""
+        B = self.basis_derivatives(x, 0)[0][0]  # (in, G+k, batch)
+        return torch.bmm(self._coef_t(), B).sum(0).t() + F.silu(x) @ self.scale_base
+
+    def edge_derivatives(self, h: torch.Tensor, order: int, graph_to_input: bool = False) -> tuple[torch.Tensor, ...]:
+        """See :meth:`EdgeLayer.edge_derivatives`; ``graph_to_input`` is not needed here (see the class)."""
+        if not 0 <= order <= 3:
+            raise ValueError(f"edge derivatives are implemented up to order 3, got {order}")
+        B, S = self.basis_derivatives(h, order)
+        W = self._coef_t()
+        E = [torch.bmm(W, b) for b in B]  # (in, out, batch): derivatives in s
+        if S is not None and order >= 1:  # Faa di Bruno: derivatives in x
+            s1 = S[0]
+            chained = [E[0], E[1] * s1]
+            if order >= 2:
+                chained.append(torch.addcmul(E[2] * (s1 * s1), E[1], S[1]))
+            if order >= 3:
+                chained.append(E[3] * (s1 * s1 * s1) + 3 * E[2] * (s1 * S[1]) + E[1] * S[2])
+            E = chained
+        silu = silu_derivatives(h, order).unsqueeze(-1)  # (batch, in, order+1, 1)
+        return tuple(torch.addcmul(e.permute(2, 0, 1), silu[:, :, d], self.scale_base) for d, e in enumerate(E))
