@@ -1,11 +1,13 @@
 """The results file (``results.h5``) and the model checkpoint (``model.pt``), both written atomically.
 
 ``results.h5`` layout (read by plots and comparisons, nothing else):
-    root attributes: problem, model, family, n_params, rel_l2, mse, h1_sq, max_abs_err,
-        wall_time_s, steps, seed, device, dtype, status, message, config (composed config as YAML)
-    history/: step, time_s, loss, loss_<term>, rel_l2, grid   (1-D datasets of equal length)
+    root attributes: problem, model, family, basis, inputs, outputs, n_params, rel_l2, mse, h1_sq,
+        max_abs_err, wall_time_s, steps, seed, device, dtype, hard_constraints, status, message,
+        config (composed config as YAML); rel_l2_<output> for multi-output problems;
+        unknown_<name> (and unknown_<name>_rel_err) for learned coefficients
+    history/: step, time_s, loss, loss_<term>, rel_l2, grid, unknown_<name>   (1-D datasets of equal length)
     stages/: step, time_s, grid, n_params, rel_l2, mse, h1_sq  (one entry per grid stage; the last is the final model)
-    eval/: x (m, n_in), u_pred (m, n_out), u_exact (m, n_out, absent without an exact solution)
+    eval/: x (m, n_in), u_pred (m, n_out), u_exact (m, n_out: the exact or reference solution; absent without one)
 """
 from __future__ import annotations
 

@@ -154,7 +154,7 @@ def run(
     points = problem.sample_points(int(cfg.seed))
     x_eval, u_ref = problem.evaluation_set()
     has_exact = problem.exact(x_eval[:1]) is not None
-    print(f"kanpde: {problem.name} with {type(model).__name__} {getattr(model, 'width', '')} "
+    print(f"kanpde: {problem.name} with {type(net).__name__} {getattr(model, 'width', '')} "
           f"({model.n_params()} parameters), {trainer.optimizer} for {trainer.steps} steps on {trainer.torch_device} in {trainer.dtype}, "
           f"{trainer.derivative_backend(model)} derivatives")
     result = trainer.fit(problem, model, points, x_eval, None if has_exact else u_ref)
@@ -172,10 +172,10 @@ def run(
     with torch.no_grad():
         u_exact = problem.exact(x_eval) if has_exact else u_ref
 
-    family = type(model).__name__.lower()
+    family = type(net).__name__.lower()
     attrs = {
         "problem": problem_name or problem.name,
-        "model": f"{type(model).__name__}{list(getattr(model, 'width', []))}",
+        "model": f"{type(net).__name__}{list(getattr(model, 'width', []))}",
         "family": family,
         "width": list(getattr(model, "width", [])),
         "basis": str(getattr(model, "basis", "")),

@@ -1,34 +1,33 @@
-"""The README's problem example is real code: its exact solution satisfies its residual."""
+"""The README's problem example is real code: its exact solution satisfies its residual and conditions."""
 from __future__ import annotations
 
 import re
 from pathlib import Path
 
-import torch
 from torch import nn
-
-from kanpde import Fields
 
 README = Path(__file__).resolve().parents[1] / "README.md"
 
 
 def test_readme_problem_example_is_consistent():
     blocks = re.findall(r"```python\n(.*?)```", README.read_text(), flags=re.S)
-    example = next(b for b in blocks if "class Helmholtz2D(Problem)" in b)
+    example = next(b for b in blocks if "class DiskCooling(Problem)" in b)
     namespace: dict = {}
     exec(compile(example, "README.md", "exec"), namespace)
-    problem = namespace["Helmholtz2D"](k=1.0, n_interior=200)
-    x = problem.sample_points(0)["pde"]["x"]
+    problem = namespace["DiskCooling"](kappa=0.1, n_interior=200, n_boundary=100)
+    points = problem.sample_points(0)
 
-    class Exact(nn.Module):
+    class Model(nn.Module):
+        def __init__(self, bump):
+            super().__init__()
+            self.bump = bump
+
         def forward(self, x):
-            return problem.exact(x)
+            return problem.exact(x) + self.bump * (x[:, :1] ** 2 * x[:, 2:])
 
-    r = problem.residual(Fields(Exact(), x, problem.inputs, problem.outputs))
-    assert r.abs().max() < 1e-9
-    # and a wrong candidate does not satisfy it
-    class Wrong(nn.Module):
-        def forward(self, x):
-            return 1.01 * problem.exact(x)
-
-    assert problem.residual(Fields(Wrong(), x, problem.inputs, problem.outputs)).abs().max() > 1e-2
+    losses = problem.losses(Model(0.0), points, "autograd")
+    assert set(losses) == {"pde", "robin", "initial"}
+    assert all(float(v.detach()) < 1e-24 for v in losses.values())
+    # and a wrong candidate (zero at t = 0, so the initial term cannot tell) does not satisfy the others
+    wrong = problem.losses(Model(0.05), points, "autograd")
+    assert float(wrong["pde"].detach()) > 1e-6 and float(wrong["robin"].detach()) > 1e-6
