@@ -61,9 +61,12 @@ class Jet:
 
     def first_products(self) -> torch.Tensor:
         """(len(pairs), batch or 1, n): dh/dx_a · dh/dx_b for every carried pair (a, b)."""
-        a = [p[0] for p in self.pairs]
-        b = [p[1] for p in self.pairs]
-        return self.first[a] * self.first[b]
+        return self._rows(0) * self._rows(1)
+
+    def _rows(self, side: int) -> torch.Tensor:
+        """first[a] (side 0) or first[b] (side 1) for every carried pair (a, b): (len(pairs), batch or 1, n).
+        Stacked from integer views: indexing with a Python list would copy the index to the device (a sync)."""
+        return torch.stack([self.first[p[side]] for p in self.pairs])
 
     def affine(self, scale: torch.Tensor, shift: torch.Tensor) -> Jet:
         """z = h · scale + shift per feature; scale, shift: (n,)."""
@@ -100,9 +103,7 @@ class Jet:
         first = self.first * other.value + self.value * other.first
         second = None
         if self.pairs:
-            a = [p[0] for p in self.pairs]
-            b = [p[1] for p in self.pairs]
-            second = self.first[a] * other.first[b] + self.first[b] * other.first[a]
+            second = self._rows(0) * other._rows(1) + self._rows(1) * other._rows(0)
             if self.second is not None:
                 second = second + self.second * other.value
             if other.second is not None:
