@@ -74,8 +74,9 @@ class Comparison:
 
 
 def width_text(width: Iterable[int] | None) -> str:
-    """``[2, 10, 1]`` -> ``"[2,10,1]"`` (empty for no width)."""
-    return "[" + ",".join(str(int(w)) for w in width) + "]" if width is not None and len(list(width)) else ""
+    """``[2, 10, 1]`` -> ``"[2,10,1]"`` (empty for no width); ``["in", 10, "out"]`` -> ``"[in,10,out]"``."""
+    # a config not yet resolved may hold the placeholders "in"/"out" (see kanpde.run.resolve_width)
+    return "[" + ",".join(w if isinstance(w, str) else str(int(w)) for w in width) + "]" if width is not None and len(list(width)) else ""
 
 
 def series_label(family: str, width: str) -> str:

@@ -1,0 +1,77 @@
+"""The README's catalogue table from a sweep over problems × {kan, mlp}: one row per problem with the
+default KAN's and the MLP's parameters, relative L2 error and wall time, beside the published figures.
+
+    python -m kanpde -m hydra/launcher=joblib hydra.launcher.n_jobs=2 problem=<p1>,<p2>,... model=kan,mlp \\
+        trainer.progress=false hydra.sweep.dir=multirun/catalogue
+    python scripts/catalogue_table.py multirun/catalogue
+"""
+from __future__ import annotations
+
+import argparse
+import math
+import sys
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from kanpde.catalogue import describe, load_problem, problem_configs  # noqa: E402
+from kanpde.compare import load_runs  # noqa: E402
+from kanpde.io import read_results  # noqa: E402
+
+
+def _err(v: float) -> str:
+    return "—" if v is None or not math.isfinite(v) else f"{v:.1e}"
+
+
+def _published(rows: list[dict]) -> str:
+    out = []
+    for p in rows:
+        n = p.get("params")
+        size = f", {n:,} params" if isinstance(n, int) else f", {n} params" if n else ""
+        metric = "" if p["metric"] == "rel_l2" else f"{p['metric'].upper()} "
+        out.append(f"{p['method']} {metric}{p['value']:.2e}{size}")
+    return "; ".join(out) or "—"
+
+
+def extras(run_dir: Path) -> str:
+    """Per-output errors and learned coefficients, where a run has them."""
+    a = read_results(run_dir / "results.h5")["attrs"]
+    outputs = str(a.get("outputs", "")).split(",")
+    per_output = sorted((k[7:] for k in a if k.startswith("rel_l2_")), key=lambda o: outputs.index(o) if o in outputs else len(outputs))
+    parts = [f"{o} {_err(float(a['rel_l2_' + o]))}" for o in per_output]
+    parts += [f"{k[8:-8]} rel. err. {float(v):.1e}" for k, v in a.items() if k.startswith("unknown_") and k.endswith("_rel_err")]
+    return ", ".join(parts)
+
+
+def table(sweep_dir: Path) -> str:
+    runs = [r for r in load_runs(sweep_dir)]
+    by = {}
+    for r in runs:
+        by.setdefault(r.row["problem"], {})[r.row["family"]] = r
+    order = [p for p in problem_configs() if p in by]
+    lines = ["| problem | KAN params | KAN rel L2 | KAN time | MLP params | MLP rel L2 | MLP time | published (rel L2 unless named) |",
+             "|---|---|---|---|---|---|---|---|"]
+    for name in order:
+        cells = [f"`{name}`"]
+        for family in ("kan", "mlp"):
+            r = by[name].get(family)
+            if r is None or r.row["status"] != "ok":
+                cells += ["—", r.row["status"] if r else "not run", "—"]
+                continue
+            extra = extras(sweep_dir / r.row["run_dir"])
+            cells += [f"{r.row['n_params']:,}", _err(r.row["rel_l2"]) + (f" ({extra})" if extra else ""), f"{r.row['wall_time_s']:.0f} s"]
+        cells.append(_published(describe(load_problem(name))["published"]))
+        lines.append("| " + " | ".join(cells) + " |")
+    return "\n".join(lines)
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("sweep_dir", type=Path)
+    args = parser.parse_args()
+    print(table(args.sweep_dir))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
