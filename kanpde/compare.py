@@ -114,7 +114,8 @@ def _row_from_hydra(row: dict[str, Any], run_dir: Path) -> None:
         return
     model = cfg.get("model") or {}
     row["problem"] = choices.get("problem") or str((cfg.get("problem") or {}).get("_target_", "")).rpartition(".")[2].lower()
-    row["family"] = str(model.get("_target_", "")).rpartition(".")[2].lower()
+    basis = model.get("basis")
+    row["family"] = str(model.get("_target_", "")).rpartition(".")[2].lower() + (f"-{basis}" if basis not in (None, "bspline") else "")
     row["width"] = width_text(model.get("width"))
     row["grid"], row["k"] = int(model.get("grid") or 0), int(model.get("k") or 0)
     row["seed"] = int(cfg.get("seed", -1))

@@ -172,13 +172,14 @@ def run(
     with torch.no_grad():
         u_exact = problem.exact(x_eval) if has_exact else u_ref
 
-    family = type(net).__name__.lower()
+    basis = str(getattr(net, "basis", ""))
+    family = type(net).__name__.lower() + (f"-{basis}" if basis not in ("", "bspline") else "")  # kan, kan-chebyshev, ...
     attrs = {
         "problem": problem_name or problem.name,
         "model": f"{type(net).__name__}{list(getattr(model, 'width', []))}",
         "family": family,
         "width": list(getattr(model, "width", [])),
-        "basis": str(getattr(model, "basis", "")),
+        "basis": basis,
         "inputs": ",".join(problem.inputs),
         "outputs": ",".join(problem.outputs),
         "hard_constraints": ",".join(problem.hard_terms),  # condition terms imposed exactly (not in the loss)

@@ -399,4 +399,5 @@ def test_a_run_extends_the_grid_and_saves_the_model(basis, tmp_path):
     assert np.isfinite(summary["rel_l2"])
     model = load_model(tmp_path / "model.pt")
     assert model.basis == basis and model.grid == 10
-    assert read_results(tmp_path / "results.h5")["attrs"]["basis"] == basis
+    attrs = read_results(tmp_path / "results.h5")["attrs"]
+    assert attrs["basis"] == basis and attrs["family"] == f"kan-{basis}"  # comparisons keep the bases apart
