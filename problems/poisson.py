@@ -71,7 +71,7 @@ class Poisson1D(Problem):
     name = "poisson1d"
     inputs = ("x",)
 
-    def __init__(self, bc: str = "dirichlet", n_interior: int = 256, n_boundary: int = 2, weights=None, **kw) -> None:
+    def __init__(self, bc: str = "dirichlet", n_interior: int = 1000, n_boundary: int = 2, weights=None, **kw) -> None:
         if bc not in BOUNDARY_TYPES:
             raise ValueError(f"bc must be one of {', '.join(BOUNDARY_TYPES)}; got {bc!r}")
         self.bc = bc
