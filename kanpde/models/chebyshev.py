@@ -39,17 +39,6 @@ class ChebyshevKANLayer(DenseEdgeLayer):
     used: tanh maps every input into (-1, 1), so the basis has no range to place or move.
     """
 
-    def __init__(
-        self,
-        in_features: int,
-        out_features: int,
-        grid: int = 5,
-        k: int = 3,
-        grid_range: tuple[float, float] = (-1.0, 1.0),
-        init_scale: float = 0.1,
-    ) -> None:
-        super().__init__(in_features, out_features, grid, k, init_scale)
-
     def basis_derivatives(self, h: torch.Tensor, order: int) -> tuple[list[torch.Tensor], list[torch.Tensor] | None]:
         """h: (batch, in) -> T_n and its first ``order`` derivatives in z = tanh(h), each (in, G+k, batch),
         and the x-derivatives of z (see :meth:`DenseEdgeLayer.basis_derivatives`)."""

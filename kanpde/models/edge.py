@@ -8,6 +8,8 @@ composes them with the derivatives of the layer's input by the chain rule.
 """
 from __future__ import annotations
 
+from abc import ABC, abstractmethod
+
 import torch
 from torch import nn
 from torch.nn import functional as F
@@ -16,7 +18,7 @@ from .. import checks
 from ..jet import Jet, silu_derivatives
 
 
-class EdgeLayer(nn.Module):
+class EdgeLayer(nn.Module, ABC):
     """A KAN layer of ``in_features * out_features`` edges, each ``G + k`` basis functions plus silu.
 
     Subclasses supply :meth:`basis`, :meth:`forward`, :meth:`edge_derivatives` and the grid
@@ -26,11 +28,17 @@ class EdgeLayer(nn.Module):
         in_features, out_features: layer widths.
         grid: G; with ``k`` it sets the number of basis functions per edge, G + k.
         k: spline degree for B-splines; for the other bases only part of the count G + k.
+        grid_range: initial range of every input's basis (validated here; a basis without a range ignores it).
         init_scale: standard deviation of the initial basis coefficients.
     """
 
-    def __init__(self, in_features: int, out_features: int, grid: int, k: int, init_scale: float) -> None:
+    def __init__(self, in_features: int, out_features: int, grid: int = 5, k: int = 3,
+                 grid_range: tuple[float, float] = (-1.0, 1.0), init_scale: float = 0.1) -> None:
         super().__init__()
+        lo, hi = float(grid_range[0]), float(grid_range[1])
+        if not hi > lo:
+            raise ValueError(f"grid_range must be increasing, got {grid_range!r}")
+        self.initial_range = (lo, hi)
         self.in_features = checks.positive_int("in_features", in_features)
         self.out_features = checks.positive_int("out_features", out_features)
         self.grid = checks.positive_int("grid", grid)
@@ -46,20 +54,20 @@ class EdgeLayer(nn.Module):
         """Basis functions per edge: G + k."""
         return self.grid + self.k
 
+    @abstractmethod
     def basis(self, x: torch.Tensor) -> torch.Tensor:
         """x: (batch, in) -> (batch, in, G + k) basis values."""
-        raise NotImplementedError
 
     def edge_splines(self, x: torch.Tensor) -> torch.Tensor:
         """Unscaled basis-series part of every edge, sum_b coef[i, b, o] · B_b(x_i). x: (batch, in) -> (batch, in, out)."""
         return torch.einsum("bim,imo->bio", self.basis(x), self.coef)
 
+    @abstractmethod
     def edge_derivatives(self, h: torch.Tensor, order: int, graph_to_input: bool = False) -> tuple[torch.Tensor, ...]:
         """Every edge's value and first ``order`` derivatives at its input, h: (batch, in) ->
         ``order+1`` tensors (batch, in, out); ``[d][b, i, o]`` is the d-th derivative of edge i -> o at h[b, i].
 
         With ``graph_to_input`` the result must stay differentiable in ``h`` to higher orders."""
-        raise NotImplementedError
 
     def forward_jet(self, jet: Jet, graph_to_input: bool = False) -> Jet:
         """The layer applied to a jet of its inputs (values and input derivatives), by the chain rule:
@@ -88,8 +96,9 @@ class EdgeLayer(nn.Module):
         """Move each input's basis onto ``[lo[i], hi[i]]``, keeping the function by a least-squares refit."""
         self.refit(self.grid, lo, hi)
 
+    @abstractmethod
     def refit(self, grid: int, lo: torch.Tensor | None = None, hi: torch.Tensor | None = None, n_fit: int | None = None) -> None:
-        raise NotImplementedError
+        """Move to ``grid`` (and, where the basis has one, the range [lo, hi]), keeping the function as far as the basis allows."""
 
     def extra_repr(self) -> str:
         return f"in={self.in_features}, out={self.out_features}, grid={self.grid}, k={self.k}"

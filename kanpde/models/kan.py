@@ -108,19 +108,10 @@ class KANLayer(EdgeLayer):
         init_scale: standard deviation of the initial spline coefficients.
     """
 
-    def __init__(
-        self,
-        in_features: int,
-        out_features: int,
-        grid: int = 5,
-        k: int = 3,
-        grid_range: tuple[float, float] = (-1.0, 1.0),
-        init_scale: float = 0.1,
-    ) -> None:
-        super().__init__(in_features, out_features, grid, k, init_scale)
-        lo, hi = float(grid_range[0]), float(grid_range[1])
-        if not hi > lo:
-            raise ValueError(f"grid_range must be increasing, got {grid_range!r}")
+    def __init__(self, in_features: int, out_features: int, grid: int = 5, k: int = 3,
+                 grid_range: tuple[float, float] = (-1.0, 1.0), init_scale: float = 0.1) -> None:
+        super().__init__(in_features, out_features, grid, k, grid_range, init_scale)
+        lo, hi = self.initial_range
         dtype = self.coef.dtype
         self.register_buffer("grid_lo", torch.full((in_features,), lo, dtype=dtype))
         self.register_buffer("grid_h", torch.full((in_features,), (hi - lo) / grid, dtype=dtype))
