@@ -6,6 +6,7 @@ conventions hold (float64 CPU tensors, tolerances relative to the largest boundi
 from __future__ import annotations
 
 import math
+from abc import abstractmethod
 from collections.abc import Sequence
 
 import numpy as np
@@ -315,11 +316,13 @@ class _Combination(Domain):
     def __repr__(self) -> str:
         return f"{type(self).__name__}({self.a!r}, {self.b!r})"
 
-    def _rule_a(self, in_b, on_b, out_b, dot):  # pragma: no cover - each subclass defines it
-        raise NotImplementedError
+    @abstractmethod
+    def _rule_a(self, in_b, on_b, out_b, dot):
+        """Which of a's boundary points stay on the result's boundary, from where they lie relative to b."""
 
-    def _rule_b(self, in_a, on_a, out_a):  # pragma: no cover
-        raise NotImplementedError
+    @abstractmethod
+    def _rule_b(self, in_a, on_a, out_a):
+        """Which of b's boundary points stay on the result's boundary, from where they lie relative to a."""
 
     def _keep_a(self, x: torch.Tensor) -> torch.Tensor:
         """For points x on a's boundary: bool (n,), on the result's boundary."""

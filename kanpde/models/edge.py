@@ -116,6 +116,7 @@ class DenseEdgeLayer(EdgeLayer):
     ``graph_to_input`` changes nothing.
     """
 
+    @abstractmethod
     def basis_derivatives(self, h: torch.Tensor, order: int) -> tuple[list[torch.Tensor], list[torch.Tensor] | None]:
         """h: (batch, in) -> (B, S): ``B[d]`` (in, G + k, batch) the d-th derivatives in s of every basis
         function, ``[d][i, m, b]`` at s(h[b, i]), d = 0 .. order; ``S[d - 1]`` (in, 1, batch) the d-th
@@ -123,7 +124,6 @@ class DenseEdgeLayer(EdgeLayer):
 
         Batch last: products that broadcast one value per point then run along contiguous memory,
         and the contraction with the coefficients is a batched matrix product without a copy."""
-        raise NotImplementedError
 
     def basis(self, x: torch.Tensor) -> torch.Tensor:
         return self.basis_derivatives(x, 0)[0][0].permute(2, 0, 1)
