@@ -16,13 +16,17 @@ from torch.nn import functional as F
 
 from .. import checks
 from ..jet import Jet, silu_derivatives
+from .symbolic import SymbolicEdges
 
 
 class EdgeLayer(nn.Module, ABC):
     """A KAN layer of ``in_features * out_features`` edges, each ``G + k`` basis functions plus silu.
 
-    Subclasses supply :meth:`basis`, :meth:`forward`, :meth:`edge_derivatives` and the grid
+    Subclasses supply :meth:`basis`, :meth:`forward_numeric`, :meth:`edge_derivatives` and the grid
     changes (:meth:`extend`, :meth:`update_range`).
+
+    An edge can also be symbolic, c·f(a·x + b) + d (:meth:`fix_symbolic`, :mod:`.symbolic`), or
+    pruned (:meth:`remove_edge`): ``mask[i, o]`` is 1 where the numeric edge is on, 0 where it is not.
 
     Args:
         in_features, out_features: layer widths.
@@ -48,6 +52,91 @@ class EdgeLayer(nn.Module, ABC):
         self.coef = nn.Parameter(init_scale * torch.randn(n_in, self.grid + self.k, n_out))
         self.scale_base = nn.Parameter((2 * torch.rand(n_in, n_out) - 1) / n_in**0.5)
         self.scale_sp = nn.Parameter(torch.ones(n_in, n_out) / n_in**0.5)
+        self.register_buffer("mask", torch.ones(n_in, n_out))
+        self.symbolic: SymbolicEdges | None = None
+
+    def scales(self) -> tuple[torch.Tensor, torch.Tensor]:
+        """(in, out) silu and basis scales with the numeric mask applied: zero on symbolic and pruned edges."""
+        return self.scale_base * self.mask, self.scale_sp * self.mask
+
+    @abstractmethod
+    def forward_numeric(self, x: torch.Tensor) -> torch.Tensor:
+        """x: (batch, in) -> (batch, out): the numeric edges' sum at each output."""
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """x: (batch, in) -> (batch, out)."""
+        y = self.forward_numeric(x)
+        if self.symbolic is not None and self.symbolic.groups:
+            y = y + self.symbolic.derivatives(x, 0)[0].sum(1)
+        return y
+
+    def edges(self, h: torch.Tensor, order: int = 0, graph_to_input: bool = False) -> tuple[torch.Tensor, ...]:
+        """Like :meth:`edge_derivatives`, numeric and symbolic edges together: ``order + 1`` tensors (batch, in, out)."""
+        edge = self.edge_derivatives(h, order, graph_to_input)
+        if self.symbolic is not None and self.symbolic.groups:
+            edge = tuple(e + s for e, s in zip(edge, self.symbolic.derivatives(h, order)))
+        return edge
+
+    def fix_symbolic(self, i: int, o: int, name: str, params: tuple[float, float, float, float] | None = None) -> None:
+        """Make edge i -> o compute c·f(a·x + b) + d with f the library function ``name``, (a, b, c, d) = ``params``.
+        The numeric edge is switched off.  A new parameter may appear: rebuild the optimiser after this."""
+        self._check_edge(i, o)
+        if self.symbolic is None:
+            self.symbolic = SymbolicEdges(self.in_features, self.out_features).to(self.coef)
+        self.symbolic.set(i, o, name, params)
+        self.mask[i, o] = 0.0
+
+    def unfix_symbolic(self, i: int, o: int) -> None:
+        """Return edge i -> o to its numeric form (its coefficients as they were)."""
+        self._check_edge(i, o)
+        if self.symbolic is not None:
+            self.symbolic.set(i, o, None)
+        self.mask[i, o] = 1.0
+
+    def remove_edge(self, i: int, o: int) -> None:
+        """Prune edge i -> o: it computes 0 from now on."""
+        self._check_edge(i, o)
+        if self.symbolic is not None:
+            self.symbolic.set(i, o, None)
+        self.mask[i, o] = 0.0
+
+    def edge_kind(self, i: int, o: int) -> str:
+        """``numeric``, ``pruned`` or the symbolic edge's function name."""
+        name = None if self.symbolic is None else self.symbolic.names[i][o]
+        return name if name is not None else "numeric" if self.mask[i, o] > 0 else "pruned"
+
+    def _check_edge(self, i: int, o: int) -> None:
+        if not (0 <= i < self.in_features and 0 <= o < self.out_features):
+            raise IndexError(f"edge {i} -> {o} does not exist in a layer of {self.in_features} inputs and {self.out_features} outputs")
+
+    def n_params(self) -> int:
+        """Trained numbers: G + k + 2 per numeric edge, the free ones of (a, b, c, d) per symbolic edge."""
+        numeric = int(self.mask.count_nonzero()) * (self.n_basis + 2)
+        return numeric + (0 if self.symbolic is None else self.symbolic.n_params())
+
+    def select(self, inputs: torch.Tensor, outputs: torch.Tensor) -> "EdgeLayer":
+        """A new layer of only the edges from ``inputs`` to ``outputs`` (index tensors), the same functions on them."""
+        new = type(self)(len(inputs), len(outputs), self.grid, self.k, self.initial_range).to(self.coef)
+        if self.symbolic is not None:
+            new.symbolic = SymbolicEdges(len(inputs), len(outputs)).to(self.coef)
+        state = {}
+        for key, value in self.state_dict().items():
+            if key.endswith("_extra_state"):
+                value = {"names": [[value["names"][i][o] for o in outputs.tolist()] for i in inputs.tolist()]}
+            else:  # every tensor is (in, ...); coef (in, G + k, out), the symbolic ones (in, out, 4), the rest (in, out)
+                value = value.index_select(0, inputs.to(value.device))
+                if value.dim() >= 2:
+                    value = value.index_select(1 if key.startswith("symbolic.") else -1, outputs.to(value.device))
+            state[key] = value
+        new.load_state_dict(state)
+        return new
+
+    def _load_from_state_dict(self, state_dict, prefix, *args, **kwargs):  # type: ignore[override]
+        # checkpoints written before edges could be pruned have no mask: every edge numeric
+        state_dict.setdefault(prefix + "mask", torch.ones(self.in_features, self.out_features))
+        if self.symbolic is None and prefix + "symbolic.affine" in state_dict:
+            self.symbolic = SymbolicEdges(self.in_features, self.out_features).to(self.coef)
+        super()._load_from_state_dict(state_dict, prefix, *args, **kwargs)
 
     @property
     def n_basis(self) -> int:
@@ -72,7 +161,7 @@ class EdgeLayer(nn.Module, ABC):
     def forward_jet(self, jet: Jet, graph_to_input: bool = False) -> Jet:
         """The layer applied to a jet of its inputs (values and input derivatives), by the chain rule:
         a node sums its edges as :meth:`Jet.elementwise` describes, each with its own derivatives."""
-        edge = self.edge_derivatives(jet.value, 2 if jet.pairs else 1, graph_to_input)
+        edge = self.edges(jet.value, 2 if jet.pairs else 1, graph_to_input)
         second = None
         if jet.first.shape[1] == 1 and jet.second is None:
             # the network's inputs (same first partials at every point, no second ones): matrix products
@@ -128,21 +217,23 @@ class DenseEdgeLayer(EdgeLayer):
     def basis(self, x: torch.Tensor) -> torch.Tensor:
         return self.basis_derivatives(x, 0)[0][0].permute(2, 0, 1)
 
-    def _coef_t(self) -> torch.Tensor:
+    def _coef_t(self, scale_sp: torch.Tensor) -> torch.Tensor:
         """(in, out, G + k): the scaled coefficients, transposed for ``coef_t @ basis``."""
-        return (self.coef * self.scale_sp.unsqueeze(1)).transpose(1, 2)
+        return (self.coef * scale_sp.unsqueeze(1)).transpose(1, 2)
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
+    def forward_numeric(self, x: torch.Tensor) -> torch.Tensor:
         """x: (batch, in) -> (batch, out)."""
+        base, sp = self.scales()
         B = self.basis_derivatives(x, 0)[0][0]  # (in, G+k, batch)
-        return torch.bmm(self._coef_t(), B).sum(0).t() + F.silu(x) @ self.scale_base
+        return torch.bmm(self._coef_t(sp), B).sum(0).t() + F.silu(x) @ base
 
     def edge_derivatives(self, h: torch.Tensor, order: int, graph_to_input: bool = False) -> tuple[torch.Tensor, ...]:
         """See :meth:`EdgeLayer.edge_derivatives`; ``graph_to_input`` is not needed here (see the class)."""
         if not 0 <= order <= 3:
             raise ValueError(f"edge derivatives are implemented up to order 3, got {order}")
         B, S = self.basis_derivatives(h, order)
-        W = self._coef_t()
+        base, sp = self.scales()
+        W = self._coef_t(sp)
         E = [torch.bmm(W, b) for b in B]  # (in, out, batch): derivatives in s
         if S is not None and order >= 1:  # Faa di Bruno: derivatives in x
             s1 = S[0]
@@ -153,4 +244,4 @@ class DenseEdgeLayer(EdgeLayer):
                 chained.append(E[3] * (s1 * s1 * s1) + 3 * E[2] * (s1 * S[1]) + E[1] * S[2])
             E = chained
         silu = silu_derivatives(h, order).unsqueeze(-1)  # (batch, in, order+1, 1)
-        return tuple(torch.addcmul(e.permute(2, 0, 1), silu[:, :, d], self.scale_base) for d, e in enumerate(E))
+        return tuple(torch.addcmul(e.permute(2, 0, 1), silu[:, :, d], base) for d, e in enumerate(E))

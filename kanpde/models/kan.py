@@ -120,11 +120,12 @@ class KANLayer(EdgeLayer):
         """x: (batch, in) -> (batch, in, G + k) B-spline basis values."""
         return uniform_bspline_basis(x, self.grid_lo, self.grid_h, self.grid, self.k)
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
+    def forward_numeric(self, x: torch.Tensor) -> torch.Tensor:
         """x: (batch, in) -> (batch, out)."""
+        base, sp = self.scales()
         B = padded_bspline_basis(x, self.grid_lo, self.grid_h, self.grid, self.k).flatten(1)
-        W = pad_coefficients(self.coef * self.scale_sp.unsqueeze(1), self.k).flatten(0, 1)
-        return B @ W + F.silu(x) @ self.scale_base
+        W = pad_coefficients(self.coef * sp.unsqueeze(1), self.k).flatten(0, 1)
+        return B @ W + F.silu(x) @ base
 
     def edge_derivatives(self, h: torch.Tensor, order: int, graph_to_input: bool = False) -> tuple[torch.Tensor, ...]:
         """Every edge's value and first ``order`` derivatives at its input, h: (batch, in) ->
@@ -136,9 +137,10 @@ class KANLayer(EdgeLayer):
         ``graph_to_input=True`` instead records ordinary autograd operations, so that derivatives of
         the result with respect to ``h`` can themselves be differentiated (higher-order partials).
         """
-        P = cell_polynomials(self.coef * self.scale_sp.unsqueeze(1), self.k)  # (in, G+2k+1, k+1, out), in powers of t
+        base, sp = self.scales()
+        P = cell_polynomials(self.coef * sp.unsqueeze(1), self.k)  # (in, G+2k+1, k+1, out), in powers of t
         P = P * self.grid_h[:, None, None, None] ** -torch.arange(self.k + 1, device=h.device, dtype=h.dtype)[:, None]  # powers of xi = t·h
-        Q = torch.cat([P, self.scale_base[:, None, None, :].expand(-1, P.shape[1], 1, -1)], dim=2)  # silu's scale as one more row
+        Q = torch.cat([P, base[:, None, None, :].expand(-1, P.shape[1], 1, -1)], dim=2)  # silu's scale as one more row
         if not graph_to_input:
             Q = Q.flatten(0, 1).flatten(1)  # (in*(G+2k+1), (k+2)*out): one row per (input, cell)
             return _EdgeDerivatives.apply(h, Q, self.grid_lo, self.grid_h, self.grid, self.k, order)
@@ -300,8 +302,52 @@ class KAN(nn.Module):
             layer.update_range(lo - pad, hi + pad)
 
     def n_params(self) -> int:
-        """Number of trainable parameters (per edge G + k coefficients plus two scales, whatever the basis)."""
-        return sum(p.numel() for p in self.parameters() if p.requires_grad)
+        """Number of trained parameters: per numeric edge G + k coefficients plus two scales (whatever the
+        basis), per symbolic edge its free (a, b, c, d); pruned edges count nothing."""
+        return sum(layer.n_params() for layer in self.layers)
+
+    def edge_activations(self, x: torch.Tensor) -> list[torch.Tensor]:
+        """Every edge's output on the samples x: (batch, width[0]) -> per layer (batch, width[l], width[l+1])."""
+        h = self.normalize(x)
+        acts = []
+        for layer in self.layers:
+            acts.append(layer.edges(h, 0)[0])
+            h = acts[-1].sum(1)
+        return acts
+
+    def regularization(self, x: torch.Tensor, l1: float = 1.0, entropy: float = 1.0) -> torch.Tensor:
+        """The KAN paper's sparsity penalty (§2.5.1) on the samples x: (batch, width[0]).
+
+        With |phi|_1 the mean of |phi(x)| over the batch for each edge and |Phi|_1 its sum over a
+        layer's edges: ``l1 · sum_l |Phi_l|_1 + entropy · sum_l S(Phi_l)``, where S is the entropy of
+        the shares |phi|_1 / |Phi|_1.  The L1 term shrinks edges; the entropy term favours few large ones.
+        """
+        total = x.new_zeros(())
+        for act in self.edge_activations(x):
+            size = act.abs().mean(0)  # (in, out)
+            layer_l1 = size.sum()
+            share = size / layer_l1.clamp_min(torch.finfo(size.dtype).tiny)
+            total = total + l1 * layer_l1 - entropy * (share * torch.log(share.clamp_min(1e-30))).sum()
+        return total
+
+    def fix_symbolic(self, layer: int, i: int, o: int, name: str, params: tuple[float, float, float, float] | None = None) -> None:
+        """Make edge i -> o of ``layer`` compute c·f(a·x + b) + d (see :meth:`EdgeLayer.fix_symbolic`); rebuild the optimiser after."""
+        self.layers[layer].fix_symbolic(i, o, name, params)
+
+    def is_symbolic(self) -> bool:
+        """Whether every edge is symbolic or pruned (the network is then a closed-form formula)."""
+        return all(not bool(layer.mask.any()) for layer in self.layers)
+
+    def keep_nodes(self, keep: Sequence[torch.Tensor]) -> None:
+        """Keep only the hidden nodes ``keep[l]`` (indices) of hidden layer l, dropping their edges; in place."""
+        if len(keep) != len(self.width) - 2:
+            raise ValueError(f"keep_nodes needs one index list per hidden layer ({len(self.width) - 2}), got {len(keep)}")
+        sets = [torch.arange(self.width[0]), *[torch.as_tensor(k, dtype=torch.long) for k in keep], torch.arange(self.width[-1])]
+        for l, k in enumerate(sets[1:-1], start=1):
+            if len(k) == 0:
+                raise ValueError(f"keep_nodes: hidden layer {l} would have no node left")
+        self.layers = nn.ModuleList(layer.select(a, b) for layer, a, b in zip(self.layers, sets[:-1], sets[1:]))
+        self.width = [len(k) for k in sets]
 
     def config(self) -> dict[str, Any]:
         """Constructor arguments that rebuild this model's architecture in its current state (grid included)."""
