@@ -1,0 +1,17 @@
+"""Finding the KAN inside a model (a hard-constraint wrapper holds it as ``net``)."""
+from __future__ import annotations
+
+from torch import nn
+
+from ..models.kan import KAN
+
+
+def kan_of(model: nn.Module) -> KAN:
+    """The KAN ``model`` is or wraps; a TypeError naming the model otherwise (an MLP has no edges to read)."""
+    seen = model
+    while not isinstance(seen, KAN):
+        inner = seen._modules.get("net") if isinstance(seen, nn.Module) else None
+        if inner is None:
+            raise TypeError(f"interpretation needs a KAN; got {type(model).__name__}")
+        seen = inner
+    return seen
