@@ -8,6 +8,7 @@
     history/: step, time_s, loss, loss_<term>, rel_l2, grid, unknown_<name>   (1-D datasets of equal length)
     stages/: step, time_s, grid, n_params, rel_l2, mse, h1_sq  (one entry per grid stage; the last is the final model)
     eval/: x (m, n_in), u_pred (m, n_out), u_exact (m, n_out: the exact or reference solution; absent without one)
+    symbolic/ (symbolic KANs only): layer, i, o, function, r2, a, b, c, d  (one entry per symbolic edge)
 """
 from __future__ import annotations
 
@@ -49,8 +50,10 @@ def write_results(
     history: Mapping[str, Any],
     evaluation: Mapping[str, Any],
     stages: Mapping[str, Any] | None = None,
+    tables: Mapping[str, Mapping[str, Any]] | None = None,
 ) -> Path:
-    """Write ``results.h5``: root attributes and the ``history``, ``eval`` and (optional) ``stages`` groups. Returns the path."""
+    """Write ``results.h5``: root attributes and the ``history``, ``eval`` and (optional) ``stages`` groups,
+    plus one group per entry of ``tables`` (columns of equal length; strings allowed). Returns the path."""
     path = Path(path)
     with atomic_path(path) as tmp:
         with h5py.File(tmp, "w") as f:
@@ -69,13 +72,20 @@ def write_results(
                 st = f.create_group("stages")
                 for key, value in stages.items():
                     st.create_dataset(key, data=_array(value))
+            for name, columns in (tables or {}).items():
+                g = f.create_group(name)
+                for key, value in columns.items():
+                    if len(value) and isinstance(value[0], str):
+                        g.create_dataset(key, data=np.array(value, dtype=object), dtype=h5py.string_dtype())
+                    else:
+                        g.create_dataset(key, data=_array(value))
     return path
 
 
 def read_results(path: str | os.PathLike) -> dict[str, Any]:
-    """Read a ``results.h5`` into ``{"attrs", "history", "eval", "stages"}`` dicts of Python/numpy values.
+    """Read a ``results.h5`` into ``{"attrs", "history", "eval", "stages", ...}`` dicts of Python/numpy values.
 
-    ``stages`` is empty for files written without it.
+    ``stages`` is empty for files written without it; further groups (``symbolic``) appear under their names.
     """
     path = Path(path)
     if not path.is_file():
@@ -87,12 +97,18 @@ def read_results(path: str | os.PathLike) -> dict[str, Any]:
             if isinstance(v, np.generic):
                 return v.item()
             return v
-        return {
+        def column(d: h5py.Dataset) -> Any:
+            return list(d.asstr()[()]) if h5py.check_string_dtype(d.dtype) else d[()]
+        out = {
             "attrs": {k: plain(v) for k, v in f.attrs.items()},
             "history": {k: f["history"][k][()] for k in f["history"]},
             "eval": {k: f["eval"][k][()] for k in f["eval"]},
             "stages": {k: f["stages"][k][()] for k in f["stages"]} if "stages" in f else {},
         }
+        for name in f:  # further tables (symbolic/)
+            if name not in out:
+                out[name] = {k: column(f[name][k]) for k in f[name]}
+        return out
 
 
 def save_model(path: str | os.PathLike, model: nn.Module) -> Path:
@@ -102,7 +118,7 @@ def save_model(path: str | os.PathLike, model: nn.Module) -> Path:
     payload = {
         "class": f"{type(model).__module__}.{type(model).__qualname__}",
         "config": model.config(),
-        "state_dict": {k: v.detach().cpu() for k, v in model.state_dict().items()},
+        "state_dict": {k: v.detach().cpu() if isinstance(v, torch.Tensor) else v for k, v in model.state_dict().items()},
         "dtype": str(next(model.parameters()).dtype).removeprefix("torch."),
     }
     with atomic_path(path) as tmp:

@@ -14,7 +14,11 @@ from omegaconf import DictConfig, OmegaConf
 
 from . import checks, metrics, plot
 from .threads import job_threads
+from .interpret import formula as formulas
+from .interpret.plot import plot_activations
+from .interpret.symbolic import edge_forms
 from .io import read_results, save_model, write_results
+from .models.kan import KAN
 from .problem import Problem
 
 
@@ -91,6 +95,13 @@ def validate(cfg: DictConfig) -> None:
         threads = cfg.get("threads")
         if threads is not None and threads != "auto":
             checks.positive_int("threads", threads)
+        interpret = cfg.get("interpret") or {}
+        unknown = set(interpret) - {"activations", "digits"}
+        if unknown:
+            raise ValueError(f"interpret takes activations and digits, got unknown key(s) {sorted(unknown)}")
+        checks.positive_int("interpret.digits", interpret.get("digits", 4))
+        if not isinstance(interpret.get("activations", False), bool):
+            raise ValueError(f"interpret.activations must be true or false, got {interpret.get('activations')!r}")
     except ValueError as e:
         raise ConfigError(str(e)) from None
 
@@ -103,6 +114,36 @@ def points_digest(points: Mapping[str, Mapping[str, torch.Tensor]]) -> str:
             h.update(f"{term}/{key}".encode())
             h.update(points[term][key].detach().cpu().to(torch.float64).contiguous().numpy().tobytes())
     return h.hexdigest()[:16]
+
+
+def interpret_results(cfg: DictConfig, problem: Problem, net: torch.nn.Module, result: Any, attrs: dict[str, Any],
+                      x_eval: torch.Tensor, u_exact: torch.Tensor | None) -> dict[str, dict[str, list]]:
+    """What pruning and symbolic fitting left, into ``attrs`` (``pruned_width``, ``formula``, ``formula_rel_l2``);
+    returns the per-edge ``symbolic`` table for ``results.h5`` (empty without symbolic edges)."""
+    if result.pruned_width is not None:
+        attrs["pruned_width"] = list(result.pruned_width)
+    if not isinstance(net, KAN):
+        return {}
+    forms = edge_forms(net, result.symbolic)
+    if not forms:
+        return {}
+    table = {key: [getattr(f, key) for f in forms] for key in ("layer", "i", "o", "name", "r2", "a", "b", "c", "d")}
+    table["function"] = table.pop("name")
+    if not net.is_symbolic():
+        numeric = sum(int(layer.mask.count_nonzero()) for layer in net.layers)
+        print(f"kanpde: note: {numeric} edge(s) are numeric (none was turned symbolic, or none fitted a library function "
+              f"with R² >= trainer.symbolic.r2_min), so there is no formula; another seed or a stronger trainer.reg may give a sparser network")
+    elif problem.hard_terms:
+        print("kanpde: note: with hard constraints the network is only part of u; no formula is written")
+    else:
+        exprs = formulas.formula(net, problem.inputs, int((cfg.get("interpret") or {}).get("digits", 4)))
+        attrs["formula"] = formulas.to_text(exprs, problem.outputs)
+        if u_exact is not None:
+            ref = u_exact.detach().cpu().to(torch.float64).numpy()
+            err = formulas.evaluate(exprs, problem.inputs, x_eval) - ref
+            attrs["formula_rel_l2"] = float((err**2).sum() ** 0.5 / (ref**2).sum() ** 0.5)
+        print(f"kanpde: formula: {attrs['formula']}" + (f"  (rel L2 {attrs['formula_rel_l2']:.2e})" if "formula_rel_l2" in attrs else ""))
+    return {"symbolic": table}
 
 
 def run(
@@ -220,9 +261,13 @@ def run(
         if name in problem.true_unknowns:
             truth = float(problem.true_unknowns[name])
             attrs[f"unknown_{name}_rel_err"] = abs(attrs[f"unknown_{name}"] - truth) / abs(truth)
+    tables = interpret_results(cfg, problem, net, result, attrs, x_eval, u_exact)
     save_model(output_dir / "model.pt", net)  # the network; with hard constraints, problem.constrain(net) rebuilds u
     results_path = write_results(output_dir / "results.h5", attrs, result.history,
-                                 {"x": x_eval, "u_pred": u_pred, "u_exact": u_exact}, result.stages)
+                                 {"x": x_eval, "u_pred": u_pred, "u_exact": u_exact}, result.stages, tables)
+    if (cfg.get("interpret") or {}).get("activations", False) and isinstance(net, KAN):
+        plot_activations(net, points["pde"]["x"].to(device=dev, dtype=dt), output_dir / "activations.png",
+                         problem.inputs, problem.outputs, title=f"{problem.name}: KAN {net.width}")
     if cfg.get("plots", True):
         saved = read_results(results_path)
         plot.plot_solution(saved, output_dir / "solution.png")

@@ -4,14 +4,18 @@ from __future__ import annotations
 import math
 import time
 from dataclasses import dataclass, field
-from typing import Callable, Mapping, Sequence
+from typing import Any, Callable, Mapping, Sequence
 
 import torch
 from torch import nn
 from tqdm.auto import tqdm
 
 from . import checks
+from .constraints import HardConstraint
 from .derivatives import BACKENDS, resolve_backend
+from .interpret.importance import prune
+from .interpret.network import kan_of
+from .interpret.symbolic import EdgeForm, auto_symbolic, check_library
 from .jet import supports_jet
 from .metrics import errors, errors_against, predict, relative_l2
 from .problem import Points, Problem
@@ -25,9 +29,10 @@ class TrainResult:
 
     ``history`` maps column names (``step``, ``time_s``, ``loss``, ``loss_<term>``, ``rel_l2``,
     ``grid`` and ``unknown_<name>`` for each learned coefficient) to equal-length lists.  ``stages`` holds one entry per grid stage (the model just
-    before each grid extension, and at the end): ``step, time_s, grid, n_params`` and, with an exact
+    before each grid extension, pruning or symbolic step, and at the end): ``step, time_s, grid, n_params`` and, with an exact
     solution, ``rel_l2, mse, h1_sq``; these are the points of the KAN paper's scaling plots.
-    ``status`` is ``ok`` or ``failed`` (``message`` says why).
+    ``status`` is ``ok`` or ``failed`` (``message`` says why).  ``pruned_width`` is the KAN's width
+    after pruning (None without), ``symbolic`` the edge forms chosen by the symbolic step.
     """
 
     history: dict[str, list[float]]
@@ -36,11 +41,13 @@ class TrainResult:
     status: str = "ok"
     message: str = ""
     stages: dict[str, list[float]] = field(default_factory=dict)
+    pruned_width: list[int] | None = None
+    symbolic: list[EdgeForm] = field(default_factory=list)
 
 
 def snapshot(model: nn.Module) -> dict[str, torch.Tensor]:
     """A copy of the model's state (parameters and buffers) to restore after a failure."""
-    return {k: v.detach().clone() for k, v in model.state_dict().items()}
+    return {k: v.detach().clone() if isinstance(v, torch.Tensor) else v for k, v in model.state_dict().items()}
 
 
 def all_finite(model: nn.Module) -> bool:
@@ -78,6 +85,15 @@ class Trainer:
             model supports it, else nested autograd), ``forward`` or ``autograd``.
         compile: wrap the model's derivative pass in ``torch.compile`` (needs a C++ compiler on
             the CPU; the first steps pay the compilation).
+        reg: the KAN paper's sparsity penalty (:meth:`kanpde.models.KAN.regularization`) on the PDE
+            points, ``{"l1": weight, "entropy": weight, "until": step or None}``; added to the loss
+            (history column ``loss_reg``) before step ``until`` (None: throughout).  Off at 0, 0.
+        prune_at: at this step, prune the KAN (:func:`kanpde.interpret.importance.prune`): edges whose
+            mean magnitude on the PDE points is below ``prune_threshold``, and the nodes left without
+            edges.  None: never.
+        symbolic: ``{"at": step or None, "library": [names] or None (all), "complexity_penalty": p,
+            "r2_min": r}``: at step ``at`` every numeric edge becomes its best closed form
+            (:func:`kanpde.interpret.symbolic.auto_symbolic`) and training goes on with their parameters.
     """
 
     optimizer: str = "lbfgs"
@@ -94,6 +110,10 @@ class Trainer:
     dtype: str = "float64"
     derivatives: str = "auto"
     compile: bool = False
+    reg: Mapping[str, Any] = field(default_factory=lambda: {"l1": 0.0, "entropy": 0.0, "until": None})
+    prune_at: int | None = None
+    prune_threshold: float = 1e-2
+    symbolic: Mapping[str, Any] = field(default_factory=lambda: {"at": None, "library": None, "complexity_penalty": 1.0, "r2_min": 0.0})
     callbacks: list[Callable[[int, nn.Module], None]] = field(default_factory=list)
 
     def __post_init__(self) -> None:
@@ -124,8 +144,48 @@ class Trainer:
         if grids != sorted(set(grids)):
             raise ValueError(f"trainer.grid_extension.grids must increase, got {grids}")
         self.grid_extension = {"at": at, "grids": grids}
+        self._check_interpretation()
         if self.device == "cuda" and not torch.cuda.is_available():
             raise ValueError("trainer.device=cuda but torch sees no CUDA device; use trainer.device=cpu or auto")
+
+    def _check_interpretation(self) -> None:
+        """Validate ``reg``, ``prune_at``/``prune_threshold`` and ``symbolic``."""
+        def step_or_none(name: str, value: Any) -> int | None:
+            if value is None:
+                return None
+            step = checks.positive_int(name, value, minimum=0)
+            if step >= self.steps:
+                raise ValueError(f"{name}={step} must be below trainer.steps={self.steps}")
+            return step
+
+        reg = {"l1": 0.0, "entropy": 0.0, "until": None, **dict(self.reg)}
+        unknown = set(reg) - {"l1", "entropy", "until"}
+        if unknown:
+            raise ValueError(f"trainer.reg takes l1, entropy and until, got unknown key(s) {sorted(unknown)}")
+        reg["l1"] = checks.positive_float("trainer.reg.l1", reg["l1"], allow_zero=True)
+        reg["entropy"] = checks.positive_float("trainer.reg.entropy", reg["entropy"], allow_zero=True)
+        reg["until"] = None if reg["until"] is None else checks.positive_int("trainer.reg.until", reg["until"], minimum=0)
+        self.reg = reg
+        self.prune_at = step_or_none("trainer.prune_at", self.prune_at)
+        self.prune_threshold = checks.positive_float("trainer.prune_threshold", self.prune_threshold, allow_zero=True)
+        sym = {"at": None, "library": None, "complexity_penalty": 1.0, "r2_min": 0.0, **dict(self.symbolic)}
+        unknown = set(sym) - {"at", "library", "complexity_penalty", "r2_min"}
+        if unknown:
+            raise ValueError(f"trainer.symbolic takes at, library, complexity_penalty and r2_min, got unknown key(s) {sorted(unknown)}")
+        sym["at"] = step_or_none("trainer.symbolic.at", sym["at"])
+        try:
+            sym["library"] = None if sym["library"] is None else check_library(list(sym["library"]))
+        except ValueError as e:
+            raise ValueError(f"trainer.symbolic.library: {e}") from None
+        sym["complexity_penalty"] = checks.positive_float("trainer.symbolic.complexity_penalty", sym["complexity_penalty"], allow_zero=True)
+        if not isinstance(sym["r2_min"], (int, float)) or not sym["r2_min"] <= 1:
+            raise ValueError(f"trainer.symbolic.r2_min must be a number <= 1, got {sym['r2_min']!r}")
+        self.symbolic = sym
+
+    @property
+    def regularizes(self) -> bool:
+        """Whether the sparsity penalty is on."""
+        return self.reg["l1"] > 0 or self.reg["entropy"] > 0
 
     @property
     def torch_device(self) -> torch.device:
@@ -147,6 +207,14 @@ class Trainer:
             resolve_backend(model, self.derivatives)
         except ValueError as e:
             raise ValueError(f"trainer.{e}") from None
+        wants = [name for name, on in (("trainer.reg", self.regularizes), ("trainer.prune_at", self.prune_at is not None),
+                                       ("trainer.symbolic.at", self.symbolic["at"] is not None)) if on]
+        if wants:
+            try:
+                kan_of(model)
+            except TypeError:
+                inner = model.net if isinstance(model, HardConstraint) else model
+                raise ValueError(f"{wants[0]} needs a KAN model, got {type(inner).__name__}") from None
         if self.compile and not supports_jet(model):
             raise ValueError(f"trainer.compile compiles the forward derivative pass, which {type(model).__name__} lacks; set trainer.compile=false")
 
@@ -218,8 +286,12 @@ class Trainer:
             u_exact = problem.exact(x_eval) if u_ref is None else u_ref.to(device=dev, dtype=dt)
         weights = problem.weights
         unknown_cols = [f"unknown_{n}" for n in problem.unknowns]
-        hist: dict[str, list[float]] = {k: [] for k in ["step", "time_s", "loss", *[f"loss_{t}" for t in problem.terms], "rel_l2", "grid", *unknown_cols]}
+        reg_cols = ["loss_reg"] if self.regularizes else []
+        hist: dict[str, list[float]] = {k: [] for k in ["step", "time_s", "loss", *[f"loss_{t}" for t in problem.terms], *reg_cols,
+                                                        "rel_l2", "grid", *unknown_cols]}
         extensions = self.extensions_for(model)
+        pruned_width: list[int] | None = None
+        forms: list[EdgeForm] = []
 
         if self.compile:
             eager = type(model).forward_jet.__get__(model)
@@ -228,9 +300,14 @@ class Trainer:
             # it crashed torch 2.13's CPU backend with heap corruption)
             model.forward_jet = lambda x, pairs=(): (eager if x.requires_grad else compiled)(x, pairs)  # type: ignore[method-assign]
 
-        def closure_terms() -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
+        def closure_terms(step: int) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
             terms = problem.losses(model, pts, self.derivatives)
-            return sum(weights[t] * v for t, v in terms.items()), terms
+            loss = sum(weights[t] * v for t, v in terms.items())
+            if self.regularizes:
+                on = self.reg["until"] is None or step < self.reg["until"]
+                terms["reg"] = kan_of(model).regularization(pts["pde"]["x"], self.reg["l1"], self.reg["entropy"]) if on else loss.new_zeros(())
+                loss = loss + terms["reg"]
+            return loss, terms
 
         def record(step: int, loss: float, terms: dict[str, torch.Tensor]) -> float:
             err = math.nan
@@ -239,7 +316,7 @@ class Trainer:
             hist["step"].append(step)
             hist["time_s"].append(time.perf_counter() - t0)
             hist["loss"].append(loss)
-            for t in problem.terms:
+            for t in problem.terms + (["reg"] if self.regularizes else []):
                 hist[f"loss_{t}"].append(terms[t].item())
             hist["rel_l2"].append(err)
             hist["grid"].append(float(getattr(model, "grid", 0)))
@@ -272,12 +349,25 @@ class Trainer:
                 opt = self.make_optimizer(trainable, step)
             elif self.optimizer == "adam_lbfgs" and step == self.adam_steps:
                 opt = self.make_optimizer(trainable, step)
+            if step == self.prune_at or step == self.symbolic["at"]:
+                close_stage(step)
+                if step == self.prune_at:
+                    try:
+                        pruned_width = list(prune(model, pts["pde"]["x"], self.prune_threshold, inplace=True).width)
+                    except ValueError as e:  # nothing changed: the model stays as trained so far
+                        status, message = "failed", f"trainer.prune_at={step}: {e} (trainer.prune_threshold)"
+                        break
+                if step == self.symbolic["at"]:
+                    forms = auto_symbolic(model, pts["pde"]["x"], self.symbolic["library"], self.symbolic["complexity_penalty"],
+                                          self.symbolic["r2_min"])
+                last_good = snapshot(trainable)  # new shapes and parameters
+                opt = self.make_optimizer(trainable, step)
 
             terms: dict[str, torch.Tensor] = {}
             if isinstance(opt, torch.optim.LBFGS):
                 def closure() -> torch.Tensor:
                     opt.zero_grad(set_to_none=True)
-                    loss, parts = closure_terms()
+                    loss, parts = closure_terms(step)
                     if not terms:  # keep the first call's terms: the loss at the start of this step
                         terms.update({t: v.detach() for t, v in parts.items()})
                     loss.backward()
@@ -287,7 +377,7 @@ class Trainer:
                     opt.state.clear()  # the line search found no decrease: restart from steepest descent
             else:
                 opt.zero_grad(set_to_none=True)
-                loss, parts = closure_terms()
+                loss, parts = closure_terms(step)
                 terms.update({t: v.detach() for t, v in parts.items()})
                 loss_val = loss.item()
                 if math.isfinite(loss_val):
@@ -310,4 +400,4 @@ class Trainer:
         steps_done = step + 1 if status == "ok" else step
         wall = time.perf_counter() - t0
         close_stage(steps_done)
-        return TrainResult(hist, wall, steps_done, status, message, stages)
+        return TrainResult(hist, wall, steps_done, status, message, stages, pruned_width, forms)
