@@ -89,8 +89,9 @@ class SymbolicEdges(nn.Module):
         batch = h.shape[0]
         p = self.params().flatten(0, 1)  # (in*out, 4)
         out = [h.new_zeros(batch, self.in_features * self.out_features) for _ in range(order + 1)]
+        if self.groups and self.groups[0][1].device != h.device:  # once per device, not on every call
+            self.groups = [(f, rows.to(h.device)) for f, rows in self.groups]
         for f, rows in self.groups:
-            rows = rows.to(h.device)
             a, b, c, d = p[rows].unbind(1)
             z = h[:, rows // self.out_features] * a + b  # (batch, n)
             scale = c
