@@ -188,6 +188,8 @@ def run(
         trainer.check_model(model)
     except ValueError as e:
         raise ConfigError(str(e)) from None
+    if (cfg.get("interpret") or {}).get("activations", False) and not isinstance(net, KAN):
+        raise ConfigError(f"interpret.activations=true draws a KAN's edges, and the model is {type(net).__name__}; set interpret.activations=false")
 
     schedule = trainer.extensions_for(model)
     for note in trainer.schedule_notes(model):
@@ -265,7 +267,7 @@ def run(
     save_model(output_dir / "model.pt", net)  # the network; with hard constraints, problem.constrain(net) rebuilds u
     results_path = write_results(output_dir / "results.h5", attrs, result.history,
                                  {"x": x_eval, "u_pred": u_pred, "u_exact": u_exact}, result.stages, tables)
-    if (cfg.get("interpret") or {}).get("activations", False) and isinstance(net, KAN):
+    if (cfg.get("interpret") or {}).get("activations", False):
         plot_activations(net, points["pde"]["x"].to(device=dev, dtype=dt), output_dir / "activations.png",
                          problem.inputs, problem.outputs, title=f"{problem.name}: KAN {net.width}")
     if cfg.get("plots", True):

@@ -61,6 +61,8 @@ def test_bad_interpretation_settings_fail_before_training_naming_the_field(tmp_p
 def test_sparsity_pruning_and_symbolic_steps_need_a_kan(tmp_path):
     with pytest.raises(ConfigError, match="trainer.reg needs a KAN model, got MLP"):
         run(_cfg("model=mlp", "model.width=[1,4,1]", "trainer.steps=20", "trainer.reg.l1=0.01"), tmp_path)
+    with pytest.raises(ConfigError, match="interpret.activations=true draws a KAN's edges, and the model is MLP"):
+        run(_cfg("model=mlp", "model.width=[1,4,1]", "trainer.steps=20", "interpret.activations=true"), tmp_path)
     with pytest.raises(ConfigError, match="trainer.prune_at needs a KAN model, got MLP"):
         run(_cfg("model=mlp", "model.width=[1,4,1]", "trainer.steps=20", "trainer.prune_at=10"), tmp_path)
 
