@@ -25,6 +25,21 @@ def positive_float(name: str, value: Any, allow_zero: bool = False) -> float:
     return v
 
 
+def number_in(name: str, value: Any, low: float, high: float = math.inf, *, low_open: bool = False,
+              high_open: bool = False) -> float:
+    """Return ``value`` as a float if it is a finite real in [low, high] (either end open as asked), else raise ValueError naming ``name``."""
+    ok = isinstance(value, numbers.Real) and not isinstance(value, bool) and math.isfinite(value)
+    if ok:
+        ok = (value > low if low_open else value >= low) and (value < high if high_open else value <= high)
+    if not ok and low == -math.inf and high == math.inf:
+        raise ValueError(f"{name} must be a finite number, got {value!r}")
+    if not ok:
+        lo = "(" if low_open else "["
+        hi = ")" if high_open or high == math.inf else "]"
+        raise ValueError(f"{name} must be a finite number in {lo}{low:g}, {high:g}{hi}, got {value!r}")
+    return float(value)
+
+
 def one_of(name: str, value: Any, choices: Sequence[str]) -> str:
     """Return ``value`` if it is one of ``choices``, else raise ValueError listing them."""
     if value not in choices:
