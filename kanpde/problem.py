@@ -224,8 +224,9 @@ class Problem(ABC):
             raise ValueError(f"{self.name}: the {what} residual must have shape ({n},) for {n} points, got {tuple(r.shape)}")
         return r
 
-    def losses(self, model: nn.Module, points: Points, derivatives: str = "auto") -> dict[str, torch.Tensor]:
-        """Unweighted mean squared residual of every loss term.
+    def pointwise(self, model: nn.Module, points: Points, derivatives: str = "auto") -> dict[str, torch.Tensor]:
+        """Squared residual of every loss term at each of its points: ``{term: (n_term,)}`` (a system's
+        equations summed per point), what per-point weights and time slabs act on.
 
         ``derivatives`` picks the back end of :class:`Fields` (``auto``, ``forward``, ``autograd``).
         Each term remembers which derivatives its residual asked for, so that from the second
@@ -236,17 +237,26 @@ class Problem(ABC):
         def fields(term: str, x: torch.Tensor) -> Fields:
             return Fields(model, x, self.inputs, self.outputs, derivatives, plans.get(term))
 
-        n = points["pde"]["x"].shape[0]
-        f = fields("pde", points["pde"]["x"])
-        r = self.residual(f)
-        rs = [r] if isinstance(r, torch.Tensor) else list(r)
-        out = {"pde": sum(self._check_residual(ri, n, "PDE").square().mean() for ri in rs)}
-        plans["pde"] = f.plan
+        out = {"pde": self.pde_pointwise(model, points["pde"]["x"], derivatives)}
         for c in self.conditions:
             if c.name in self.hard_terms:
                 continue
             p = points[c.name]
             fc = fields(c.name, p["x"])
-            out[c.name] = c.residual(fc, p).square().mean()
+            out[c.name] = c.residual(fc, p).reshape(-1).square()
             plans[c.name] = fc.plan
         return out
+
+    def pde_pointwise(self, model: nn.Module, x: torch.Tensor, derivatives: str = "auto") -> torch.Tensor:
+        """Squared PDE residual at the points x: (n, dim) -> (n,) (a system's equations summed)."""
+        f = Fields(model, x, self.inputs, self.outputs, derivatives, self._plans.get("pde"))
+        r = self.residual(f)
+        rs = [r] if isinstance(r, torch.Tensor) else list(r)
+        n = x.shape[0]
+        out = sum(self._check_residual(ri, n, "PDE").reshape(n).square() for ri in rs)
+        self._plans["pde"] = f.plan
+        return out
+
+    def losses(self, model: nn.Module, points: Points, derivatives: str = "auto") -> dict[str, torch.Tensor]:
+        """Unweighted mean squared residual of every loss term (the means of :meth:`pointwise`)."""
+        return {t: v.mean() for t, v in self.pointwise(model, points, derivatives).items()}

@@ -186,6 +186,7 @@ def run(
         raise ConfigError(f"problem.{e}") from None
     try:
         trainer.check_model(model)
+        trainer.check_problem(problem)
     except ValueError as e:
         raise ConfigError(str(e)) from None
     if (cfg.get("interpret") or {}).get("activations", False) and not isinstance(net, KAN):

@@ -10,7 +10,7 @@ import torch
 from torch import nn
 from tqdm.auto import tqdm
 
-from . import checks
+from . import adaptive, checks
 from .constraints import HardConstraint
 from .derivatives import BACKENDS, resolve_backend
 from .interpret.importance import prune
@@ -18,6 +18,7 @@ from .interpret.network import kan_of
 from .interpret.symbolic import EdgeForm, auto_symbolic, check_library
 from .jet import supports_jet
 from .metrics import errors, errors_against, predict, relative_l2
+from .geometry import TimeDomain
 from .problem import Points, Problem
 
 OPTIMIZERS = ("adam", "lbfgs", "adam_lbfgs")
@@ -32,7 +33,8 @@ class TrainResult:
     before each grid extension, pruning or symbolic step, and at the end): ``step, time_s, grid, n_params`` and, with an exact
     solution, ``rel_l2, mse, h1_sq``; these are the points of the KAN paper's scaling plots.
     ``status`` is ``ok`` or ``failed`` (``message`` says why).  ``pruned_width`` is the KAN's width
-    after pruning (None without), ``symbolic`` the edge forms chosen by the symbolic step.
+    after pruning (None without), ``symbolic`` the edge forms chosen by the symbolic step, ``points``
+    the collocation points at the end (RAD moves the PDE points), ``attention`` the final RBA weights.
     """
 
     history: dict[str, list[float]]
@@ -43,6 +45,8 @@ class TrainResult:
     stages: dict[str, list[float]] = field(default_factory=dict)
     pruned_width: list[int] | None = None
     symbolic: list[EdgeForm] = field(default_factory=list)
+    points: dict[str, dict[str, torch.Tensor]] = field(default_factory=dict)
+    attention: dict[str, torch.Tensor] = field(default_factory=dict)
 
 
 def snapshot(model: nn.Module) -> dict[str, torch.Tensor]:
@@ -94,6 +98,20 @@ class Trainer:
         symbolic: ``{"at": step or None, "library": [names] or None (all), "complexity_penalty": p,
             "r2_min": r}``: at step ``at`` every numeric edge becomes its best closed form
             (:func:`kanpde.interpret.symbolic.auto_symbolic`) and training goes on with their parameters.
+        schedule: Adam's learning rate over the steps, ``{"warmup": steps, "decay": none | exponential |
+            cosine, "decay_steps": s, "decay_rate": r, "min_factor": f}`` (:func:`kanpde.adaptive.lr_factor`;
+            cosine runs to the end of the Adam steps).
+        loss: ``{"rba": bool, "gamma": g, "eta": e, "rba_boundary": bool, "causal": {"eps": e, "slabs": n}}``.
+            ``rba``: residual-based attention, per-point weights lam on the PDE residual (and the
+            condition residuals with ``rba_boundary``), loss mean((lam·r)²), lam starting at 1 and
+            updated after every step as lam <- g·lam + e·|r|/max|r| (:func:`kanpde.adaptive.rba_update`).
+            ``causal.eps > 0``: the PDE term of a time-dependent problem becomes the mean over ``slabs``
+            time slabs of w_i·L_i with w_i = exp(-eps·sum of earlier slabs' L) (history column
+            ``causal_min_weight``).  Logged ``loss_<term>`` stay the plain mean squares.
+        sampler: ``{"adaptive": none | rad, "period": p, "k": k, "c": c, "pool": m}``: with ``rad``, every
+            ``p`` steps the PDE points are redrawn from ``m`` uniform candidates with density
+            proportional to |r|^k / mean |r|^k + c (:func:`kanpde.adaptive.rad_resample`).  RBA weights
+            of the new points start at the steady state of their residuals, e·|r|/((1 - g)·max|r|).
     """
 
     optimizer: str = "lbfgs"
@@ -114,6 +132,9 @@ class Trainer:
     prune_at: int | None = None
     prune_threshold: float = 1e-2
     symbolic: Mapping[str, Any] = field(default_factory=lambda: {"at": None, "library": None, "complexity_penalty": 1.0, "r2_min": 0.0})
+    schedule: Mapping[str, Any] = field(default_factory=dict)
+    loss: Mapping[str, Any] = field(default_factory=dict)
+    sampler: Mapping[str, Any] = field(default_factory=dict)
     callbacks: list[Callable[[int, nn.Module], None]] = field(default_factory=list)
 
     def __post_init__(self) -> None:
@@ -145,6 +166,7 @@ class Trainer:
             raise ValueError(f"trainer.grid_extension.grids must increase, got {grids}")
         self.grid_extension = {"at": at, "grids": grids}
         self._check_interpretation()
+        self._check_adaptive()
         if self.device == "cuda" and not torch.cuda.is_available():
             raise ValueError("trainer.device=cuda but torch sees no CUDA device; use trainer.device=cpu or auto")
 
@@ -181,6 +203,64 @@ class Trainer:
         if not isinstance(sym["r2_min"], (int, float)) or not sym["r2_min"] <= 1:
             raise ValueError(f"trainer.symbolic.r2_min must be a number <= 1, got {sym['r2_min']!r}")
         self.symbolic = sym
+
+    def _check_adaptive(self) -> None:
+        """Validate ``schedule``, ``loss`` and ``sampler``, filling in defaults."""
+        def settings(group: str, given: Mapping[str, Any], defaults: dict[str, Any]) -> dict[str, Any]:
+            unknown = set(given) - set(defaults)
+            if unknown:
+                raise ValueError(f"trainer.{group} takes {', '.join(defaults)}, got unknown key(s) {sorted(unknown)}")
+            return {**defaults, **dict(given)}
+
+        def field_error(group: str, e: ValueError) -> ValueError:
+            return ValueError(f"trainer.{group}.{e}")
+
+        sch = settings("schedule", self.schedule, {"warmup": 0, "decay": "none", "decay_steps": 1000, "decay_rate": 0.9, "min_factor": 0.0})
+        adam_end = self.adam_steps if self.optimizer == "adam_lbfgs" else self.steps
+        try:
+            adaptive.lr_factor(0, sch["warmup"], sch["decay"], sch["decay_steps"], sch["decay_rate"],
+                               adam_end if sch["decay"] == "cosine" else None, sch["min_factor"])
+        except ValueError as e:
+            raise field_error("schedule", e) from None
+        self.schedule = {**sch, "total": adam_end if sch["decay"] == "cosine" else None}
+
+        loss = settings("loss", self.loss, {"rba": False, "gamma": 0.999, "eta": 0.01, "rba_boundary": False, "causal": {}})
+        for key in ("rba", "rba_boundary"):
+            if not isinstance(loss[key], bool):
+                raise ValueError(f"trainer.loss.{key} must be true or false, got {loss[key]!r}")
+        try:
+            checks.number_in("gamma", loss["gamma"], 0.0, 1.0, high_open=True)
+            checks.number_in("eta", loss["eta"], 0.0, low_open=True)
+        except ValueError as e:
+            raise field_error("loss", e) from None
+        causal = settings("loss.causal", loss["causal"], {"eps": 0.0, "slabs": 16})
+        try:
+            checks.number_in("eps", causal["eps"], 0.0)
+            checks.positive_int("slabs", causal["slabs"])
+        except ValueError as e:
+            raise field_error("loss.causal", e) from None
+        self.loss = {**loss, "causal": causal}
+
+        smp = settings("sampler", self.sampler, {"adaptive": "none", "period": 500, "k": 1.0, "c": 1.0, "pool": 20000})
+        try:
+            checks.one_of("adaptive", smp["adaptive"], ("none", "rad"))
+            checks.positive_int("period", smp["period"])
+            checks.number_in("k", smp["k"], 0.0)
+            checks.number_in("c", smp["c"], 0.0)
+            checks.positive_int("pool", smp["pool"])
+        except ValueError as e:
+            raise field_error("sampler", e) from None
+        self.sampler = smp
+
+    def check_problem(self, problem: Problem) -> None:
+        """Fail before training if a technique does not apply to ``problem``."""
+        if self.loss["causal"]["eps"] > 0 and not isinstance(problem.domain, TimeDomain):
+            raise ValueError(f"trainer.loss.causal.eps={self.loss['causal']['eps']} weights time slabs, and {problem.name} has no time input; set it to 0")
+        if self.sampler["adaptive"] == "rad":
+            if problem.n_interior < 1:
+                raise ValueError(f"trainer.sampler.adaptive=rad redraws the PDE (interior) points, and {problem.name} has none (problem.n_interior=0)")
+            if self.sampler["pool"] < problem.n_interior:
+                raise ValueError(f"trainer.sampler.pool={self.sampler['pool']} must be at least problem.n_interior={problem.n_interior} (points are drawn without replacement)")
 
     @property
     def regularizes(self) -> bool:
@@ -254,6 +334,22 @@ class Trainer:
             previous = g
         return notes
 
+    def _slabs(self, problem: Problem, pts: Points) -> torch.Tensor:
+        """The causal time slab of every PDE point (time is the last input)."""
+        dom = problem.domain
+        return adaptive.slab_index(pts["pde"]["x"][:, -1], dom.t0, dom.t1, self.loss["causal"]["slabs"])
+
+    def _rad_draw(self, problem: Problem, model: nn.Module, pts: Points, step: int,
+                  chunk: int = 8192) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """RAD: a uniform candidate pool, its PDE residuals |r| and the indices of the points drawn from it."""
+        x = pts["pde"]["x"]
+        pool = problem.domain.sample_interior(self.sampler["pool"], "uniform", 7919 * step).to(device=x.device, dtype=x.dtype)
+        with torch.enable_grad():  # nested autograd needs a graph; the forward back end does not mind
+            residual = torch.cat([problem.pde_pointwise(model, xc, self.derivatives).detach() for xc in torch.split(pool, chunk)]).sqrt()
+        generator = torch.Generator(device=x.device).manual_seed(step)
+        _, chosen = adaptive.rad_resample(pool, residual, x.shape[0], self.sampler["k"], self.sampler["c"], generator)
+        return pool, residual, chosen
+
     def make_optimizer(self, model: nn.Module, step: int) -> torch.optim.Optimizer:
         """The optimiser for ``model``'s parameters at ``step`` (Adam or L-BFGS by the schedule)."""
         use_adam = self.optimizer == "adam" or (self.optimizer == "adam_lbfgs" and step < self.adam_steps)
@@ -275,6 +371,7 @@ class Trainer:
         ``status="failed"`` with a message naming the step.
         """
         self.check_model(model)
+        self.check_problem(problem)
         dev, dt = self.torch_device, self.torch_dtype
         model.to(device=dev, dtype=dt)
         problem.unknowns.to(device=dev, dtype=dt)
@@ -300,9 +397,28 @@ class Trainer:
             # it crashed torch 2.13's CPU backend with heap corruption)
             model.forward_jet = lambda x, pairs=(): (eager if x.requires_grad else compiled)(x, pairs)  # type: ignore[method-assign]
 
+        rba, causal = self.loss["rba"], self.loss["causal"]
+        attention = {t: torch.ones(len(next(iter(p.values()))), device=dev, dtype=dt) for t, p in pts.items()
+                     if rba and (t == "pde" or self.loss["rba_boundary"])}  # RBA weights per point
+        slabs = self._slabs(problem, pts) if causal["eps"] > 0 else None
+        step_state: dict[str, Any] = {}  # the current step's first residuals (RBA) and causal weights (history)
+        if slabs is not None:
+            hist["causal_min_weight"] = []
+
         def closure_terms(step: int) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
-            terms = problem.losses(model, pts, self.derivatives)
-            loss = sum(weights[t] * v for t, v in terms.items())
+            squares = problem.pointwise(model, pts, self.derivatives)
+            terms = {t: v.mean() for t, v in squares.items()}
+            if "squares" not in step_state:
+                step_state["squares"] = {t: v.detach() for t, v in squares.items()}
+            objective = dict(terms)
+            for t, v in squares.items():
+                if t in attention:
+                    v = attention[t].square() * v
+                if t == "pde" and slabs is not None:
+                    objective[t], step_state["causal"] = adaptive.causal_loss(v, slabs, causal["slabs"], causal["eps"])
+                elif t in attention:
+                    objective[t] = v.mean()
+            loss = sum(weights[t] * v for t, v in objective.items())
             if self.regularizes:
                 on = self.reg["until"] is None or step < self.reg["until"]
                 terms["reg"] = kan_of(model).regularization(pts["pde"]["x"], self.reg["l1"], self.reg["entropy"]) if on else loss.new_zeros(())
@@ -322,6 +438,8 @@ class Trainer:
             hist["grid"].append(float(getattr(model, "grid", 0)))
             for name, value in problem.unknowns.items():
                 hist[f"unknown_{name}"].append(float(value.detach()))
+            if slabs is not None:
+                hist["causal_min_weight"].append(float(step_state["causal"].min()))
             return err
 
         stages: dict[str, list[float]] = {k: [] for k in ("step", "time_s", "grid", "n_params", "rel_l2", "mse", "h1_sq")}
@@ -363,6 +481,21 @@ class Trainer:
                 last_good = snapshot(trainable)  # new shapes and parameters
                 opt = self.make_optimizer(trainable, step)
 
+            if self.sampler["adaptive"] == "rad" and step > 0 and step % self.sampler["period"] == 0:
+                pool, residual, chosen = self._rad_draw(problem, model, pts, step)
+                pts["pde"] = {"x": pool[chosen]}
+                if "pde" in attention:  # the new points' weights start where the update would settle on them
+                    attention["pde"] = self.loss["eta"] / (1 - self.loss["gamma"]) * residual[chosen] / residual.max().clamp_min(torch.finfo(dt).tiny)
+                if slabs is not None:
+                    slabs = self._slabs(problem, pts)
+                if isinstance(opt, torch.optim.LBFGS):  # its curvature pairs belong to the old points
+                    opt = self.make_optimizer(trainable, step)
+            if isinstance(opt, torch.optim.Adam):
+                factor = adaptive.lr_factor(step, self.schedule["warmup"], self.schedule["decay"], self.schedule["decay_steps"],
+                                            self.schedule["decay_rate"], self.schedule["total"], self.schedule["min_factor"])
+                for group in opt.param_groups:
+                    group["lr"] = self.lr * factor
+            step_state.clear()
             terms: dict[str, torch.Tensor] = {}
             if isinstance(opt, torch.optim.LBFGS):
                 def closure() -> torch.Tensor:
@@ -391,6 +524,8 @@ class Trainer:
                 trainable.load_state_dict(last_good)
                 break
             last_good = snapshot(trainable)
+            for t in attention:
+                attention[t] = adaptive.rba_update(attention[t], step_state["squares"][t].sqrt(), self.loss["gamma"], self.loss["eta"])
             if step % self.log_every == 0 or step == self.steps - 1:
                 err = record(step, loss_val, terms)
                 bar.set_postfix(loss=f"{loss_val:.3e}", rel_l2=f"{err:.2e}", refresh=False)
@@ -400,4 +535,4 @@ class Trainer:
         steps_done = step + 1 if status == "ok" else step
         wall = time.perf_counter() - t0
         close_stage(steps_done)
-        return TrainResult(hist, wall, steps_done, status, message, stages, pruned_width, forms)
+        return TrainResult(hist, wall, steps_done, status, message, stages, pruned_width, forms, pts, attention)
