@@ -78,6 +78,10 @@ class Trainer:
             ``grids[i]`` is extended to ``grids[i]`` (least-squares refit, fresh optimiser state); a grid
             already that fine is kept, so one schedule serves a sweep over ``model.grid``. Empty lists:
             no extension. ``grids`` must increase.
+        extension_state: what Adam keeps across a grid extension: ``fresh`` (new moments) or ``carry``
+            (the moments mapped like the coefficients, :meth:`kanpde.models.EdgeLayer.extension_map`:
+            first moments by the map, second moments by its square; the other parameters keep theirs).
+            L-BFGS always starts afresh.
         grid_update: ``none`` keeps every grid range fixed (measured best on the Poisson problems);
             ``extension`` moves the hidden layers' grids to the activations' range on the
             collocation points before each grid extension (pykan's habit).
@@ -132,6 +136,7 @@ class Trainer:
     prune_at: int | None = None
     prune_threshold: float = 1e-2
     symbolic: Mapping[str, Any] = field(default_factory=lambda: {"at": None, "library": None, "complexity_penalty": 1.0, "r2_min": 0.0})
+    extension_state: str = "fresh"
     schedule: Mapping[str, Any] = field(default_factory=dict)
     loss: Mapping[str, Any] = field(default_factory=dict)
     sampler: Mapping[str, Any] = field(default_factory=dict)
@@ -167,6 +172,7 @@ class Trainer:
         self.grid_extension = {"at": at, "grids": grids}
         self._check_interpretation()
         self._check_adaptive()
+        self.extension_state = checks.one_of("trainer.extension_state", self.extension_state, ("fresh", "carry"))
         if self.device == "cuda" and not torch.cuda.is_available():
             raise ValueError("trainer.device=cuda but torch sees no CUDA device; use trainer.device=cpu or auto")
 
@@ -334,6 +340,24 @@ class Trainer:
             previous = g
         return notes
 
+    def _adam_moments(self, opt: torch.optim.Optimizer, model: nn.Module, grid: int) -> tuple[dict, list] | None:
+        """With ``extension_state=carry`` and Adam: every parameter's state and each layer's extension map."""
+        if self.extension_state != "carry" or not isinstance(opt, torch.optim.Adam):
+            return None
+        layers = kan_of(model).layers
+        return dict(opt.state), [(layer.coef, layer.extension_map(grid)) for layer in layers]
+
+    @staticmethod
+    def _restore_moments(opt: torch.optim.Optimizer, model: nn.Module, states: dict, maps: list) -> None:
+        """Give the new Adam the old moments: unchanged parameters their own, new coefficients the mapped ones."""
+        for group in opt.param_groups:
+            for p in group["params"]:
+                if p in states:
+                    opt.state[p] = {k: v.clone() if isinstance(v, torch.Tensor) else v for k, v in states[p].items()}
+        for layer, (old_coef, P) in zip(kan_of(model).layers, maps):
+            if old_coef in states:
+                opt.state[layer.coef] = adaptive.project_adam_state(states[old_coef], P, dim=1)
+
     def _slabs(self, problem: Problem, pts: Points) -> torch.Tensor:
         """The causal time slab of every PDE point (time is the last input)."""
         dom = problem.domain
@@ -462,9 +486,12 @@ class Trainer:
                 close_stage(step)
                 if self.grid_update == "extension":
                     model.update_grid(pts["pde"]["x"])
+                carried = self._adam_moments(opt, model, extensions[step])
                 model.extend_grid(extensions[step])
                 last_good = snapshot(trainable)  # same function, new shapes
                 opt = self.make_optimizer(trainable, step)
+                if carried is not None and isinstance(opt, torch.optim.Adam):
+                    self._restore_moments(opt, model, *carried)
             elif self.optimizer == "adam_lbfgs" and step == self.adam_steps:
                 opt = self.make_optimizer(trainable, step)
             if step == self.prune_at or step == self.symbolic["at"]:

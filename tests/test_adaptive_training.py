@@ -123,3 +123,43 @@ def test_techniques_that_do_not_fit_the_problem_are_refused(poisson):
     with pytest.raises(ValueError, match=r"trainer.sampler.pool=100 must be at least problem.n_interior=200"):
         Trainer(steps=10, sampler={"adaptive": "rad", "pool": 100}).check_problem(poisson)
     Trainer(steps=10, loss={"causal": {"eps": 1.0}}).check_problem(Diffusion1D(n_interior=10, n_boundary=4))
+
+
+def test_carried_adam_moments_are_mapped_like_the_coefficients(f64):
+    torch.manual_seed(0)
+    net = KAN([2, 3, 1], grid=5)
+    opt = torch.optim.Adam(net.parameters(), lr=1e-2)
+    x = torch.rand(64, 2) * 2 - 1
+    for _ in range(3):
+        opt.zero_grad()
+        net(x).square().mean().backward()
+        opt.step()
+    trainer = Trainer(optimizer="adam", steps=10, extension_state="carry")
+    old = [(layer.coef.detach().clone(), {k: v.clone() for k, v in opt.state[layer.coef].items()}) for layer in net.layers]
+    old_base = opt.state[net.layers[0].scale_base]["exp_avg"].clone()
+    carried = trainer._adam_moments(opt, net, 10)
+    net.extend_grid(10)
+    new_opt = torch.optim.Adam(net.parameters(), lr=1e-2)
+    trainer._restore_moments(new_opt, net, *carried)
+    for layer, (coef, state), (_, P) in zip(net.layers, old, carried[1]):
+        mapped = lambda v, M=P: torch.einsum("ikj,ijo->iko", M, v)  # noqa: E731
+        torch.testing.assert_close(layer.coef.detach(), mapped(coef), rtol=1e-12, atol=1e-13)  # the coefficients' map ...
+        new_state = new_opt.state[layer.coef]
+        torch.testing.assert_close(new_state["exp_avg"], mapped(state["exp_avg"]))  # ... carries the first moments
+        torch.testing.assert_close(new_state["exp_avg_sq"], mapped(state["exp_avg_sq"], P.square()))
+        assert float(new_state["step"]) == 3
+    torch.testing.assert_close(new_opt.state[net.layers[0].scale_base]["exp_avg"], old_base)
+    new_opt.zero_grad()
+    net(x).square().mean().backward()
+    new_opt.step()  # the carried state is one Adam can use
+    assert all(torch.isfinite(p).all() for p in net.parameters())
+
+
+def test_carry_changes_training_after_an_extension_only(f64, poisson):
+    histories = []
+    for state in ("fresh", "carry"):
+        net, pts = _setup(poisson, [1, 3, 1])
+        t = Trainer(optimizer="adam", steps=12, log_every=1, progress=False, device="cpu", extension_state=state,
+                    grid_extension={"at": [6], "grids": [10]})
+        histories.append(t.fit(poisson, net, pts).history["loss"])
+    assert histories[0][:7] == histories[1][:7] and histories[0][7:] != histories[1][7:]

@@ -8,6 +8,7 @@ composes them with the derivatives of the layer's input by the chain rule.
 """
 from __future__ import annotations
 
+import copy
 from abc import ABC, abstractmethod
 
 import torch
@@ -180,6 +181,19 @@ class EdgeLayer(nn.Module, ABC):
     def extend(self, grid: int) -> None:
         """Grid extension: G + k basis functions become ``grid`` + k, keeping the function (as far as the basis allows)."""
         self.refit(grid)
+
+    @torch.no_grad()
+    def extension_map(self, grid: int) -> torch.Tensor:
+        """(in, grid + k, G + k): the linear map :meth:`extend` applies to each input's coefficients,
+        new coef[i] = map[i] @ coef[i] (what carries Adam's moments across a grid extension).
+
+        Found by extending a copy whose coefficients are the identity (one output per basis function),
+        so it is exactly the map of whatever fit the basis uses."""
+        probe = copy.deepcopy(self)
+        eye = torch.eye(self.n_basis, dtype=self.coef.dtype, device=self.coef.device)
+        probe.coef = nn.Parameter(eye.expand(self.in_features, -1, -1).clone())
+        probe.extend(grid)
+        return probe.coef.detach()
 
     def update_range(self, lo: torch.Tensor, hi: torch.Tensor) -> None:
         """Move each input's basis onto ``[lo[i], hi[i]]``, keeping the function by a least-squares refit."""
