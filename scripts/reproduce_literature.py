@@ -1,0 +1,283 @@
+"""Run the ``<problem>_best`` presets and compare each with the best published PIKAN and PINN.
+
+    python scripts/reproduce_literature.py --quick --jobs 2     # small step budgets (QUICK), two runs at a time
+    python scripts/reproduce_literature.py                      # the presets' full budgets: meant for a GPU
+    python scripts/reproduce_literature.py --problems burgers1d allen_cahn1d --out literature_gpu
+    python scripts/reproduce_literature.py --dry-run            # print the commands only
+
+Each problem runs as ``python -m kanpde +experiment=<problem>_best`` into ``<out>/runs/<problem>``
+(its output in ``<out>/runs/<problem>.log``), at most ``--jobs`` at a time (one torch thread each when
+``--jobs`` > 1).  Then one row per problem, our error beside the published figures of ``LITERATURE``
+and the target each preset is meant to meet, goes to ``<out>/literature.csv`` and ``<out>/literature.md``
+(also printed).  Exit status 0 when every run succeeded, 1 otherwise (the tables are written either
+way), 2 for an unknown problem name.
+"""
+from __future__ import annotations
+
+import argparse
+import csv
+import math
+import os
+import platform
+import shlex
+import subprocess
+import sys
+import time
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+from typing import NamedTuple
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from kanpde.io import atomic_path, read_results  # noqa: E402
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+class Published(NamedTuple):
+    """One published figure: the error, the model's size (None where the paper gives none) and where it is from."""
+
+    value: float
+    params: int | None
+    method: str
+    source: str
+    label: str = ""  # the model's description where the paper gives no parameter count
+
+    def size(self) -> int | str:
+        """The parameter count, or the label where there is none."""
+        return self.params if self.params is not None else self.label
+
+
+class Target(NamedTuple):
+    """What a ``<problem>_best`` preset is meant to reach: ``metric <= value`` with at most ``params``
+    parameters (None: no bound), or with exactly the KAN ``width`` where one is given."""
+
+    value: float
+    params: int | None
+    width: tuple[int, ...] | None = None
+
+    def size(self) -> int | str:
+        """The largest parameter count allowed, or the KAN's width."""
+        if self.width is not None:
+            return f"KAN [{','.join(map(str, self.width))}]"
+        return self.params if self.params is not None else ""
+
+
+# Best published physics-informed KAN and PINN per problem, and our target.
+LITERATURE: dict[str, dict] = {
+    "poisson2d": {
+        "metric": "mse",
+        "pikan": Published(1e-7, None, "KAN", "Liu et al. 2024, Fig. 3.3", label="KAN [2,10,1]"),
+        "pinn": Published(1e-5, 20_601, "MLP", "Liu et al. 2024, Fig. 3.3"),
+        "target": Target(1e-8, None, width=(2, 10, 1)),
+    },
+    "helmholtz2d": {  # a1 = 1, a2 = 4
+        "metric": "rel_l2",
+        "pikan": Published(1.02e-3, 1_777, "PIKAN", "Rigas et al. 2024"),
+        "pinn": Published(3.54e-3, None, "PINN+RBA", "Shukla et al. 2024"),
+        "target": Target(5e-4, 2_000),
+    },
+    "diffusion1d": {
+        "metric": "rel_l2",
+        "pikan": Published(2.1e-4, 1_700, "adaptive PIKAN", "Rigas et al. 2024 (~1.7k params)"),
+        "pinn": None,
+        "target": Target(1e-4, 2_000),
+    },
+    "burgers1d": {  # nu = 0.01/pi
+        "metric": "rel_l2",
+        "pikan": Published(2.43e-2, 1_700, "adaptive PIKAN", "Rigas et al. 2024 (~1.7k params)"),
+        "pinn": Published(1.45e-2, 40_800, "PINN", "PINNacle, Hao et al. 2023 (40.8k params)"),
+        "target": Target(1e-2, 5_000),
+    },
+    "allen_cahn1d": {  # periodic, D = 1e-4
+        "metric": "rel_l2",
+        "pikan": Published(5.51e-5, 22_000, "KKAN", "Toscano et al. 2024 (22k params)"),
+        "pinn": Published(2.24e-5, None, "PirateNet", "Wang et al. 2024"),
+        "target": Target(5e-5, 25_000),
+    },
+}
+
+# Quick-mode budgets (--quick): per-problem Hydra overrides appended to each preset, sized so that all
+# five finish in about 10 minutes with --jobs 2 on two CPU cores (measured: README, literature).
+QUICK: dict[str, list[str]] = {
+    "poisson2d": ["trainer.steps=2000"],
+    "helmholtz2d": ["trainer.steps=2000"],
+    "diffusion1d": ["trainer.steps=2000"],
+    "burgers1d": ["trainer.steps=2000"],
+    "allen_cahn1d": ["trainer.steps=500", "trainer.grid_extension.at=[150,300]", "trainer.sampler.period=250"],
+}
+
+COLUMNS = ["problem", "model", "params", "steps", "wall_time_s", "device", "threads", "metric", "ours",
+           "pikan", "pikan_params", "pikan_source", "ratio_pikan", "pinn", "pinn_params", "pinn_source", "ratio_pinn",
+           "target", "target_params", "target_met", "status"]
+HEADERS = {"wall_time_s": "time (s)", "ours": "ours", "pikan": "best PIKAN", "pikan_params": "PIKAN params",
+           "pikan_source": "PIKAN source", "ratio_pikan": "ours / PIKAN", "pinn": "best PINN", "pinn_params": "PINN params",
+           "pinn_source": "PINN source", "ratio_pinn": "ours / PINN", "target_params": "max params", "target_met": "target met"}
+
+
+def commands(problems: list[str], out: str | os.PathLike, quick: bool, jobs: int) -> dict[str, list[str]]:
+    """The command line of each problem's run: its preset into ``<out>/runs/<problem>``, one thread per job
+    when several run at once, and the ``QUICK`` overrides with ``quick``."""
+    cmds = {}
+    for p in problems:
+        extra = (["threads=1"] if jobs > 1 else []) + (QUICK.get(p, []) if quick else [])
+        cmds[p] = [sys.executable, "-m", "kanpde", f"+experiment={p}_best", f"hydra.run.dir={out}/runs/{p}",
+                   "trainer.progress=false", *extra]
+    return cmds
+
+
+def _run_one(problem: str, cmd: list[str], log: Path) -> int:
+    """Run one command with its output to ``log``; returns its exit status."""
+    t0 = time.perf_counter()
+    print(f"reproduce_literature: start {problem}: {shlex.join(cmd)}", flush=True)
+    with log.open("w") as fh:
+        code = subprocess.run(cmd, cwd=ROOT, stdout=fh, stderr=subprocess.STDOUT).returncode
+    print(f"reproduce_literature: {problem} {'done' if code == 0 else f'FAILED (exit {code})'} "
+          f"in {time.perf_counter() - t0:.0f} s (log {log})", flush=True)
+    return code
+
+
+def run_all(cmds: dict[str, list[str]], out: Path, jobs: int) -> dict[str, int]:
+    """Run the commands, at most ``jobs`` at a time; returns each problem's exit status."""
+    (out / "runs").mkdir(parents=True, exist_ok=True)
+    for p in cmds:  # a stale results file must not stand in for a run that fails before writing one
+        (out / "runs" / p / "results.h5").unlink(missing_ok=True)
+    with ThreadPoolExecutor(max_workers=jobs) as pool:
+        futures = {p: pool.submit(_run_one, p, cmd, out / "runs" / f"{p}.log") for p, cmd in cmds.items()}
+        return {p: f.result() for p, f in futures.items()}
+
+
+def _ratio(ours: float, ref: Published | None) -> float:
+    return ours / ref.value if ref is not None and math.isfinite(ours) else math.nan
+
+
+def rows(problems: list[str], out: str | os.PathLike) -> list[dict]:
+    """One row per problem from ``<out>/runs/<problem>/results.h5`` beside its ``LITERATURE`` entry; a missing
+    or failed run gives NaN numbers, target_met "no" and the reason in ``status``."""
+    table = []
+    for p in problems:
+        lit = LITERATURE[p]
+        metric, pikan, pinn, target = lit["metric"], lit["pikan"], lit["pinn"], lit["target"]
+        row = {"problem": p, "model": "", "params": math.nan, "steps": math.nan, "wall_time_s": math.nan, "device": "",
+               "threads": math.nan, "metric": metric, "ours": math.nan,
+               "pikan": pikan.value, "pikan_params": pikan.size(), "pikan_source": f"{pikan.method}, {pikan.source}",
+               "ratio_pikan": math.nan,
+               "pinn": pinn.value if pinn else math.nan, "pinn_params": pinn.size() if pinn else "",
+               "pinn_source": f"{pinn.method}, {pinn.source}" if pinn else "", "ratio_pinn": math.nan,
+               "target": target.value, "target_params": target.size(), "target_met": "no", "status": ""}
+        path = Path(out) / "runs" / p / "results.h5"
+        if not path.is_file():
+            row["status"] = f"missing: no results.h5 (see runs/{p}.log)"
+            table.append(row)
+            continue
+        a = read_results(path)["attrs"]
+        row.update(model=str(a.get("model", "")), device=str(a.get("device", "")))
+        ours = float(a.get(metric, math.nan))
+        if a.get("status") != "ok":
+            message = str(a.get("message", ""))
+            row["status"] = f"{a.get('status', 'unknown')}" + (f": {message}" if message else "")
+        elif not math.isfinite(ours):
+            row["status"] = f"failed: {metric} is {ours}"
+        else:
+            row.update(params=int(a["n_params"]), steps=int(a["steps"]), wall_time_s=float(a["wall_time_s"]),
+                       threads=int(a["threads"]) if "threads" in a else math.nan, ours=ours, status="ok",
+                       ratio_pikan=_ratio(ours, pikan), ratio_pinn=_ratio(ours, pinn))
+            width = tuple(int(w) for w in a.get("width", []))
+            met = (ours <= target.value
+                   and (target.params is None or row["params"] <= target.params)
+                   and (target.width is None or (str(a.get("family", "")).startswith("kan") and width == target.width)))
+            row["target_met"] = "yes" if met else "no"
+        table.append(row)
+    return table
+
+
+def _cell(key: str, v) -> str:
+    if isinstance(v, float) and not math.isfinite(v):
+        return "—"
+    if key in ("ours", "pikan", "pinn", "target"):
+        return f"{v:.2e}"
+    if key.startswith("ratio_"):
+        return f"{v:.2g}"
+    if key == "wall_time_s":
+        return f"{v:.0f}"
+    if key in ("params", "steps", "threads") or isinstance(v, int):  # counts; the *_params columns may be text
+        return f"{int(v):,}"
+    return str(v).replace("|", "\\|") or "—"
+
+
+def markdown(rows: list[dict], header_lines: list[str]) -> str:
+    """``header_lines`` (one paragraph) and a Markdown table of ``rows``: errors to 3 significant digits,
+    ratios to 2."""
+    head = [HEADERS.get(c, c) for c in COLUMNS]
+    lines = [*header_lines, ""] if header_lines else []
+    lines += ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
+    lines += ["| " + " | ".join(_cell(c, r[c]) for c in COLUMNS) + " |" for r in rows]
+    return "\n".join(lines) + "\n"
+
+
+def write_tables(rows: list[dict], out: str | os.PathLike, header: list[str]) -> tuple[Path, Path]:
+    """Write ``<out>/literature.csv`` and ``<out>/literature.md`` atomically; returns their paths."""
+    out = Path(out)
+    csv_path, md_path = out / "literature.csv", out / "literature.md"
+    with atomic_path(csv_path) as tmp:
+        with tmp.open("w", newline="") as fh:
+            writer = csv.DictWriter(fh, fieldnames=COLUMNS)
+            writer.writeheader()
+            writer.writerows({c: r[c] for c in COLUMNS} for r in rows)
+    with atomic_path(md_path) as tmp:
+        tmp.write_text(markdown(rows, header), encoding="utf-8")
+    return csv_path, md_path
+
+
+def hardware() -> str:
+    """The processor, its core count and the CUDA device, where there is one."""
+    import torch
+
+    text = f"{platform.processor() or platform.machine()}, {os.cpu_count()} cores"
+    if torch.cuda.is_available():
+        text += f", {torch.cuda.get_device_name(0)}"
+    return text
+
+
+def main(argv: list[str] | None = None) -> int:
+    argv = sys.argv[1:] if argv is None else list(argv)
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("--quick", action="store_true", help="the small step budgets of QUICK instead of the presets' own")
+    ap.add_argument("--out", type=Path, default=Path("literature"), help="output directory (default literature)")
+    ap.add_argument("--jobs", type=int, default=1, help="runs at a time (default 1; with more, one torch thread each)")
+    ap.add_argument("--problems", nargs="+", default=list(LITERATURE), metavar="P",
+                    help=f"problems to run (default all: {' '.join(LITERATURE)})")
+    ap.add_argument("--dry-run", action="store_true", help="print the commands and exit")
+    args = ap.parse_args(argv)
+
+    unknown = [p for p in args.problems if p not in LITERATURE]
+    if unknown:
+        print(f"reproduce_literature: unknown problem(s) {', '.join(unknown)}; known: {', '.join(LITERATURE)}", file=sys.stderr)
+        return 2
+    if args.jobs < 1:
+        print("reproduce_literature: --jobs must be at least 1", file=sys.stderr)
+        return 2
+    problems = list(dict.fromkeys(args.problems))
+    out = args.out.resolve()
+    cmds = commands(problems, out, args.quick, args.jobs)
+    if args.dry_run:
+        for cmd in cmds.values():
+            print(shlex.join(cmd))
+        return 0
+
+    codes = run_all(cmds, out, args.jobs)
+    table = rows(problems, out)
+    header = [f"Command: `{shlex.join(['python', 'scripts/reproduce_literature.py', *argv])}`  ",
+              f"Mode: {'quick' if args.quick else 'full'}; date: {time.strftime('%Y-%m-%d %H:%M')}; hardware: {hardware()}"]
+    csv_path, md_path = write_tables(table, out, header)
+    print(markdown(table, header), end="")
+    print(f"reproduce_literature: tables in {csv_path} and {md_path}")
+    failed = [r["problem"] for r in table if codes.get(r["problem"]) != 0 or r["status"] != "ok"]
+    if failed:
+        print(f"reproduce_literature: failed or missing runs: {', '.join(failed)} (logs in {out / 'runs'})", file=sys.stderr)
+        return 1
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
