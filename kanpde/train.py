@@ -262,11 +262,9 @@ class Trainer:
         """Fail before training if a technique does not apply to ``problem``."""
         if self.loss["causal"]["eps"] > 0 and not isinstance(problem.domain, TimeDomain):
             raise ValueError(f"trainer.loss.causal.eps={self.loss['causal']['eps']} weights time slabs, and {problem.name} has no time input; set it to 0")
-        if self.sampler["adaptive"] == "rad":
-            if problem.n_interior < 1:
-                raise ValueError(f"trainer.sampler.adaptive=rad redraws the PDE (interior) points, and {problem.name} has none (problem.n_interior=0)")
-            if self.sampler["pool"] < problem.n_interior:
-                raise ValueError(f"trainer.sampler.pool={self.sampler['pool']} must be at least problem.n_interior={problem.n_interior} (points are drawn without replacement)")
+        # every problem has PDE points (Problem refuses n_interior < 1), so RAD always has a term to redraw
+        if self.sampler["adaptive"] == "rad" and self.sampler["pool"] < problem.n_interior:
+            raise ValueError(f"trainer.sampler.pool={self.sampler['pool']} must be at least problem.n_interior={problem.n_interior} (points are drawn without replacement)")
 
     @property
     def regularizes(self) -> bool:
