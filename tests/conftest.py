@@ -14,3 +14,15 @@ def f64():
         yield
     finally:
         torch.set_default_dtype(old)
+
+
+def load_script(name: str):
+    """The module ``scripts/<name>.py``, loaded from its path (scripts are not a package)."""
+    import importlib.util
+    from pathlib import Path
+
+    path = Path(__file__).resolve().parents[1] / "scripts" / f"{name}.py"
+    spec = importlib.util.spec_from_file_location(name, path)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module

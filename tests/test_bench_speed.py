@@ -1,23 +1,17 @@
 """scripts/bench_speed.py: its table and CSV, and training memory linear in the number of points."""
 import csv
-import importlib.util
-from pathlib import Path
 
 import pytest
 import torch
 
 from kanpde import KAN
 from problems.poisson import Poisson2D
-
-SCRIPT = Path(__file__).resolve().parents[1] / "scripts" / "bench_speed.py"
+from conftest import load_script
 
 
 @pytest.fixture(scope="module")
 def bench():
-    spec = importlib.util.spec_from_file_location("bench_speed", SCRIPT)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+    return load_script("bench_speed")
 
 
 def test_equal_mlp_width_matches_the_kan_parameter_count(bench):

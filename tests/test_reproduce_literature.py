@@ -1,6 +1,5 @@
 """scripts/reproduce_literature.py: its commands, its rows beside the published figures, its tables and exit codes."""
 import csv
-import importlib.util
 import math
 import sys
 from pathlib import Path
@@ -10,17 +9,14 @@ import pytest
 from omegaconf import OmegaConf
 
 from kanpde.io import write_results
+from conftest import load_script
 
-SCRIPT = Path(__file__).resolve().parents[1] / "scripts" / "reproduce_literature.py"
 ALL = ["poisson2d", "helmholtz2d", "diffusion1d", "burgers1d", "allen_cahn1d"]
 
 
 @pytest.fixture(scope="module")
 def lit():
-    spec = importlib.util.spec_from_file_location("reproduce_literature", SCRIPT)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+    return load_script("reproduce_literature")
 
 
 def _run(out: Path, problem: str, n_params: int, rel_l2: float, mse: float, status: str = "ok", message: str = "",

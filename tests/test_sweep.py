@@ -17,6 +17,7 @@ from kanpde.compare import compare
 from kanpde.configs import config_dir
 from kanpde.io import read_results
 from kanpde.threads import available_cores, job_threads
+from conftest import load_script
 
 ROOT = Path(__file__).resolve().parents[1]
 TINY = ["problem=poisson1d", "trainer.steps=40", "trainer.grid_extension.at=[20]", "trainer.grid_extension.grids=[10]",
@@ -85,9 +86,7 @@ def test_kan_and_mlp_presets_hold_the_training_settings_equal():
 
 
 def test_quick_mode_changes_both_sides_alike():
-    spec = importlib.util.spec_from_file_location("reproduce", ROOT / "scripts" / "reproduce_poisson_scaling.py")
-    mod = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(mod)
+    mod = load_script("reproduce_poisson_scaling")
     shared, kan_only, mlp_only = mod.quick_overrides(250, [6, 12, 24])
     assert all(o.startswith("trainer.grid_extension.") for o in kan_only)  # only what MLPs do not have
     assert all(o.startswith("model.width=") for o in mlp_only)
