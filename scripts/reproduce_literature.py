@@ -4,6 +4,10 @@
     python scripts/reproduce_literature.py                      # the presets' full budgets: meant for a GPU
     python scripts/reproduce_literature.py --problems burgers1d allen_cahn1d --out literature_gpu
     python scripts/reproduce_literature.py --dry-run            # print the commands only
+    python scripts/reproduce_literature.py --collect            # tables from runs made elsewhere, e.g. a cluster sweep:
+
+    python -m kanpde -m '+experiment=poisson2d_best,helmholtz2d_best,diffusion1d_best,burgers1d_best,allen_cahn1d_best' \
+        hydra/launcher=slurm hydra.sweep.dir=literature/runs 'hydra.sweep.subdir=${hydra:runtime.choices.problem}'
 
 Each problem runs as ``python -m kanpde +experiment=<problem>_best`` into ``<out>/runs/<problem>``
 (its output in ``<out>/runs/<problem>.log``), at most ``--jobs`` at a time (one torch thread each when
@@ -248,6 +252,8 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--problems", nargs="+", default=list(LITERATURE), metavar="P",
                     help=f"problems to run (default all: {' '.join(LITERATURE)})")
     ap.add_argument("--dry-run", action="store_true", help="print the commands and exit")
+    ap.add_argument("--collect", action="store_true",
+                    help="run nothing: build the tables from <out>/runs/<problem>/results.h5 (e.g. written by a sweep on a cluster)")
     args = ap.parse_args(argv)
 
     unknown = [p for p in args.problems if p not in LITERATURE]
@@ -265,10 +271,12 @@ def main(argv: list[str] | None = None) -> int:
             print(shlex.join(cmd))
         return 0
 
-    codes = run_all(cmds, out, args.jobs)
+    codes = {p: 0 for p in problems} if args.collect else run_all(cmds, out, args.jobs)
     table = rows(problems, out)
+    mode = "collected from existing runs (their device and threads are in the table)" if args.collect else \
+        f"{'quick' if args.quick else 'full'}; hardware: {hardware()}"
     header = [f"Command: `{shlex.join(['python', 'scripts/reproduce_literature.py', *argv])}`  ",
-              f"Mode: {'quick' if args.quick else 'full'}; date: {time.strftime('%Y-%m-%d %H:%M')}; hardware: {hardware()}"]
+              f"Mode: {mode}; date: {time.strftime('%Y-%m-%d %H:%M')}"]
     csv_path, md_path = write_tables(table, out, header)
     print(markdown(table, header), end="")
     print(f"reproduce_literature: tables in {csv_path} and {md_path}")

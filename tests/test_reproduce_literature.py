@@ -155,3 +155,20 @@ def test_each_best_preset_builds_within_its_comparisons_size(lit, problem):
             assert net.width == list(target.width)
         else:
             assert net.n_params() <= target.params
+
+
+def test_collect_builds_the_tables_from_a_sweep_of_the_presets(lit, tmp_path):
+    """The cluster route: a Hydra multirun of the presets laid out as runs/<problem>, then --collect."""
+    import subprocess
+
+    overrides = ["trainer.steps=3", "trainer.grid_extension.at=[]", "trainer.grid_extension.grids=[]", "plots=false",
+                 "trainer.progress=false", "problem.n_interior=50", "problem.n_boundary=20",
+                 f"hydra.sweep.dir={tmp_path / 'runs'}", "hydra.sweep.subdir=${hydra:runtime.choices.problem}"]
+    done = subprocess.run([sys.executable, "-m", "kanpde", "-m", "+experiment=diffusion1d_best,helmholtz2d_best", *overrides],
+                          capture_output=True, text=True, cwd=Path(__file__).resolve().parents[1])
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert lit.main(["--collect", "--out", str(tmp_path), "--problems", "diffusion1d", "helmholtz2d"]) == 0
+    with open(tmp_path / "literature.csv") as fh:
+        table = {r["problem"]: r for r in csv.DictReader(fh)}
+    assert set(table) == {"diffusion1d", "helmholtz2d"} and all(r["status"] == "ok" for r in table.values())
+    assert table["helmholtz2d"]["model"] == "KAN[2, 16, 1]" and "collected" in (tmp_path / "literature.md").read_text()
