@@ -12,7 +12,7 @@ from . import checks
 from .conditions import Condition, Dirichlet, Initial
 from .constraints import HardConstraint
 from .derivatives import Fields, Plan
-from .geometry import SAMPLERS, Domain, TimeDomain
+from .geometry import SAMPLERS, Domain
 
 Points = dict[str, dict[str, torch.Tensor]]
 """Collocation points by loss term: ``{"pde": {"x": ...}, "<condition name>": {"x": ..., "normal": ...}}``."""

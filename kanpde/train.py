@@ -60,6 +60,14 @@ def all_finite(model: nn.Module) -> bool:
     return not params or bool(torch.isfinite(torch.cat(params)).all())
 
 
+def settings_group(group: str, given: Mapping[str, Any], defaults: dict[str, Any]) -> dict[str, Any]:
+    """``given`` (a config mapping like ``trainer.reg``) over ``defaults``; an unknown key fails, naming the group."""
+    unknown = set(given) - set(defaults)
+    if unknown:
+        raise ValueError(f"trainer.{group} takes {', '.join(defaults)}, got unknown key(s) {sorted(unknown)}")
+    return {**defaults, **dict(given)}
+
+
 class NonFiniteLoss(RuntimeError):
     """Raised inside training when the loss becomes NaN or infinite."""
 
@@ -158,11 +166,9 @@ class Trainer:
         self.derivatives = checks.one_of("trainer.derivatives", self.derivatives, BACKENDS)
         if not isinstance(self.compile, bool):
             raise ValueError(f"trainer.compile must be true or false, got {self.compile!r}")
-        unknown = set(self.grid_extension) - {"at", "grids"}
-        if unknown:
-            raise ValueError(f"trainer.grid_extension takes 'at' and 'grids', got unknown key(s) {sorted(unknown)}")
-        at = [checks.positive_int(f"trainer.grid_extension.at[{i}]", s) for i, s in enumerate(self.grid_extension.get("at", []))]
-        grids = [checks.positive_int(f"trainer.grid_extension.grids[{i}]", g) for i, g in enumerate(self.grid_extension.get("grids", []))]
+        ext = settings_group("grid_extension", self.grid_extension, {"at": [], "grids": []})
+        at = [checks.positive_int(f"trainer.grid_extension.at[{i}]", s) for i, s in enumerate(ext["at"])]
+        grids = [checks.positive_int(f"trainer.grid_extension.grids[{i}]", g) for i, g in enumerate(ext["grids"])]
         if len(at) != len(grids):
             raise ValueError(f"trainer.grid_extension: 'at' has {len(at)} steps but 'grids' has {len(grids)} sizes")
         if at != sorted(set(at)) or (at and at[-1] >= self.steps):
@@ -186,20 +192,14 @@ class Trainer:
                 raise ValueError(f"{name}={step} must be below trainer.steps={self.steps}")
             return step
 
-        reg = {"l1": 0.0, "entropy": 0.0, "until": None, **dict(self.reg)}
-        unknown = set(reg) - {"l1", "entropy", "until"}
-        if unknown:
-            raise ValueError(f"trainer.reg takes l1, entropy and until, got unknown key(s) {sorted(unknown)}")
+        reg = settings_group("reg", self.reg, {"l1": 0.0, "entropy": 0.0, "until": None})
         reg["l1"] = checks.positive_float("trainer.reg.l1", reg["l1"], allow_zero=True)
         reg["entropy"] = checks.positive_float("trainer.reg.entropy", reg["entropy"], allow_zero=True)
         reg["until"] = None if reg["until"] is None else checks.positive_int("trainer.reg.until", reg["until"], minimum=0)
         self.reg = reg
         self.prune_at = step_or_none("trainer.prune_at", self.prune_at)
         self.prune_threshold = checks.positive_float("trainer.prune_threshold", self.prune_threshold, allow_zero=True)
-        sym = {"at": None, "library": None, "complexity_penalty": 1.0, "r2_min": 0.0, **dict(self.symbolic)}
-        unknown = set(sym) - {"at", "library", "complexity_penalty", "r2_min"}
-        if unknown:
-            raise ValueError(f"trainer.symbolic takes at, library, complexity_penalty and r2_min, got unknown key(s) {sorted(unknown)}")
+        sym = settings_group("symbolic", self.symbolic, {"at": None, "library": None, "complexity_penalty": 1.0, "r2_min": 0.0})
         sym["at"] = step_or_none("trainer.symbolic.at", sym["at"])
         try:
             sym["library"] = None if sym["library"] is None else check_library(list(sym["library"]))
@@ -212,16 +212,10 @@ class Trainer:
 
     def _check_adaptive(self) -> None:
         """Validate ``schedule``, ``loss`` and ``sampler``, filling in defaults."""
-        def settings(group: str, given: Mapping[str, Any], defaults: dict[str, Any]) -> dict[str, Any]:
-            unknown = set(given) - set(defaults)
-            if unknown:
-                raise ValueError(f"trainer.{group} takes {', '.join(defaults)}, got unknown key(s) {sorted(unknown)}")
-            return {**defaults, **dict(given)}
-
         def field_error(group: str, e: ValueError) -> ValueError:
             return ValueError(f"trainer.{group}.{e}")
 
-        sch = settings("schedule", self.schedule, {"warmup": 0, "decay": "none", "decay_steps": 1000, "decay_rate": 0.9, "min_factor": 0.0})
+        sch = settings_group("schedule", self.schedule, {"warmup": 0, "decay": "none", "decay_steps": 1000, "decay_rate": 0.9, "min_factor": 0.0})
         adam_end = self.adam_steps if self.optimizer == "adam_lbfgs" else self.steps
         try:
             adaptive.lr_factor(0, sch["warmup"], sch["decay"], sch["decay_steps"], sch["decay_rate"],
@@ -230,7 +224,7 @@ class Trainer:
             raise field_error("schedule", e) from None
         self.schedule = {**sch, "total": adam_end if sch["decay"] == "cosine" else None}
 
-        loss = settings("loss", self.loss, {"rba": False, "gamma": 0.999, "eta": 0.01, "rba_boundary": False, "causal": {}})
+        loss = settings_group("loss", self.loss, {"rba": False, "gamma": 0.999, "eta": 0.01, "rba_boundary": False, "causal": {}})
         for key in ("rba", "rba_boundary"):
             if not isinstance(loss[key], bool):
                 raise ValueError(f"trainer.loss.{key} must be true or false, got {loss[key]!r}")
@@ -239,7 +233,7 @@ class Trainer:
             checks.number_in("eta", loss["eta"], 0.0, low_open=True)
         except ValueError as e:
             raise field_error("loss", e) from None
-        causal = settings("loss.causal", loss["causal"], {"eps": 0.0, "slabs": 16})
+        causal = settings_group("loss.causal", loss["causal"], {"eps": 0.0, "slabs": 16})
         try:
             checks.number_in("eps", causal["eps"], 0.0)
             checks.positive_int("slabs", causal["slabs"])
@@ -247,7 +241,7 @@ class Trainer:
             raise field_error("loss.causal", e) from None
         self.loss = {**loss, "causal": causal}
 
-        smp = settings("sampler", self.sampler, {"adaptive": "none", "period": 500, "k": 1.0, "c": 1.0, "pool": 20000})
+        smp = settings_group("sampler", self.sampler, {"adaptive": "none", "period": 500, "k": 1.0, "c": 1.0, "pool": 20000})
         try:
             checks.one_of("adaptive", smp["adaptive"], ("none", "rad"))
             checks.positive_int("period", smp["period"])

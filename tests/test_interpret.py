@@ -258,3 +258,15 @@ def test_unknown_function_names_fail_with_the_name():
         net.fix_symbolic(0, 0, 0, "sinh")
     with pytest.raises(ValueError, match="'sinh'"):
         auto_symbolic(net, torch.rand(5, 2, dtype=torch.float64), library=["sin", "sinh"])
+
+
+def test_unfix_symbolic_restores_the_numeric_edge():
+    net = _net((2, 3, 1))
+    x = torch.rand(30, 2, dtype=torch.float64)
+    before = net(x)
+    net.fix_symbolic(0, 1, 2, "sin", (2.0, 0.1, 0.5, 0.0))
+    assert not torch.allclose(net(x), before)
+    net.layers[0].unfix_symbolic(1, 2)
+    assert net.layers[0].edge_kind(1, 2) == "numeric"
+    torch.testing.assert_close(net(x), before, rtol=0, atol=0)
+    assert net.n_params() == _net((2, 3, 1)).n_params()

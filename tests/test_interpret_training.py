@@ -45,7 +45,7 @@ def _cfg(*overrides: str):
 
 @pytest.mark.parametrize("override, message", [
     ("trainer.reg.l1=-1", "trainer.reg.l1"),
-    ("+trainer.reg.l2=1", "trainer.reg takes l1, entropy and until"),
+    ("+trainer.reg.l2=1", "trainer.reg takes l1, entropy, until, got unknown key"),
     ("trainer.prune_at=5000", "trainer.prune_at=5000 must be below trainer.steps"),
     ("trainer.prune_threshold=-0.1", "trainer.prune_threshold"),
     ("trainer.symbolic.library=[sin,sinh]", "trainer.symbolic.library: unknown symbolic function 'sinh'"),

@@ -13,7 +13,7 @@ from __future__ import annotations
 import os
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Sequence
 
 import numpy as np
 import torch
@@ -21,6 +21,8 @@ from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 
 from ..io import atomic_path
+from .importance import edge_scores
+from .network import kan_of
 
 __all__ = ["EdgeCurve", "activation_curves", "format_symbolic", "plot_activations"]
 
@@ -57,15 +59,6 @@ class EdgeCurve:
     def symbolic(self) -> bool:
         """Whether the edge is symbolic (neither numeric nor pruned)."""
         return self.kind not in ("numeric", "pruned")
-
-
-def _check_model(model: Any) -> None:
-    layers = getattr(model, "layers", None)
-    ok = (isinstance(getattr(model, "width", None), (list, tuple)) and hasattr(model, "layer_inputs")
-          and hasattr(model, "edge_activations") and layers is not None and len(layers) > 0
-          and all(hasattr(layer, "edge_kind") and hasattr(layer, "edges") for layer in layers))
-    if not ok:
-        raise TypeError(f"activation plots need a KAN; got {type(model).__name__}")
 
 
 def _prepare_x(model: torch.nn.Module, x: torch.Tensor) -> torch.Tensor:
@@ -119,24 +112,19 @@ def format_symbolic(name: str, a: float, b: float, c: float, d: float, var: str 
     return text
 
 
-def _edge_scores(acts: list[torch.Tensor]) -> list[torch.Tensor]:
-    """Per layer (in, out) importance: mean over the samples of |phi| for each edge, from (batch, in, out) activations."""
-    return [a.abs().mean(0) for a in acts]
-
-
 def activation_curves(model: torch.nn.Module, x: torch.Tensor, n_points: int = 100) -> list[list[list[EdgeCurve]]]:
     """Every edge's curve and importance on the samples x: (batch, width[0]); ``[layer][i][o]``.
 
     Each layer is evaluated once on an (n_points, in) tensor whose column i runs evenly from the
     min to the max of that layer's input i on x, which gives all of its edges' curves together.
     """
-    _check_model(model)
+    model = kan_of(model)
     x = _prepare_x(model, x)
     if n_points < 2:
         raise ValueError(f"n_points must be at least 2, got {n_points}")
     with torch.no_grad():
         seen = model.layer_inputs(x)
-        scores = _edge_scores(model.edge_activations(x))
+        scores = edge_scores(model, x)
         s = torch.linspace(0.0, 1.0, n_points, dtype=x.dtype, device=x.device)[:, None]
         curves = []
         for l, (layer, h) in enumerate(zip(model.layers, seen)):
