@@ -74,6 +74,41 @@ def padded_bspline_basis(x: torch.Tensor, lo: torch.Tensor, h: torch.Tensor, n_i
     return dense.scatter(-1, slots, vals)
 
 
+@lru_cache(maxsize=None)
+def _derivative_piece_matrix(k: int, order: int, dtype: torch.dtype, device: torch.device) -> torch.Tensor:
+    """((k+1)·(order+1), k+1): row r·(order+1) + d maps the monomials t**q (q = 0..k) to the d-th
+    t-derivative of piece r of :func:`cardinal_pieces`, entry q being (q+d)!/q! · M[q+d, r]."""
+    pieces = cardinal_pieces(k)
+    rows = [[float(falling_factorial(q + d, d) * pieces[r][q + d]) if q + d <= k else 0.0 for q in range(k + 1)]
+            for r in range(k + 1) for d in range(order + 1)]
+    return torch.tensor(rows, dtype=dtype, device=device)
+
+
+def padded_bspline_derivatives(x: torch.Tensor, lo: torch.Tensor, h: torch.Tensor, n_intervals: int, k: int, order: int,
+                               extra: int = 0) -> torch.Tensor:
+    """The padded basis of :func:`padded_bspline_basis` and its first ``order`` derivatives in x, batch last.
+
+    Args as for :func:`uniform_bspline_basis`, plus ``extra`` trailing zero slots left for the caller.
+    Returns:
+        (n_in, G + 3k + 1 + extra, order + 1, batch): ``[i, s, d, b]`` the d-th derivative of slot s's
+        basis function at x[b, i].  Batch last, so that contracting it with each input's coefficients
+        is one batched matrix product of the shape BLAS runs fastest (few rows, long contiguous
+        columns).  Differentiable in x (to any order, through the position inside the cell).
+    """
+    n_in, batch = x.shape[1], x.shape[0]
+    cell, t = bspline_cells(x.t(), lo.unsqueeze(1), h.unsqueeze(1), n_intervals, k)  # (in, batch)
+    powers = [torch.ones_like(t), t]
+    for _ in range(k - 1):
+        powers.append(powers[-1] * t)
+    vals = _derivative_piece_matrix(k, order, x.dtype, x.device) @ torch.stack(powers[: k + 1], dim=1)  # (in, (k+1)(order+1), batch)
+    d = torch.arange(order + 1, device=x.device, dtype=x.dtype)
+    vals = vals.view(n_in, k + 1, order + 1, batch) * (h.unsqueeze(1) ** -d).view(n_in, 1, order + 1, 1)  # d/dx = (1/h) d/dt
+    outside = (cell == n_intervals + 2 * k).unsqueeze(1)
+    slots = (cell.unsqueeze(1) + k - torch.arange(k + 1, device=x.device).unsqueeze(1)).masked_fill(outside, n_intervals + 3 * k)
+    dense = torch.zeros(n_in, n_intervals + 3 * k + 1 + extra, order + 1, batch, dtype=x.dtype, device=x.device)
+    return dense.scatter_(1, slots.unsqueeze(2).expand(-1, -1, order + 1, -1), vals)
+
+
 def bspline_cells(x: torch.Tensor, lo: torch.Tensor, h: torch.Tensor, n_intervals: int, k: int) -> tuple[torch.Tensor, torch.Tensor]:
     """Which cell of the padded grid each point lies in, and where inside it.
 

@@ -159,23 +159,29 @@ class EdgeLayer(nn.Module, ABC):
 
         With ``graph_to_input`` the result must stay differentiable in ``h`` to higher orders."""
 
+    def input_jet(self, jet: Jet, graph_to_input: bool = False) -> Jet:
+        """The layer on the network's inputs, whose jet has the same first partials J at every point
+        and no second ones: first = J · E', second = (J_a J_b) · E'', matrix products over the inputs.
+        A basis may override it with a cheaper route to the same numbers."""
+        edge = self.edges(jet.value, 2 if jet.pairs else 1, graph_to_input)
+        first = torch.einsum("dxi,bio->dbo", jet.first, edge[1])
+        second = torch.einsum("pxi,bio->pbo", jet.first_products(), edge[2]) if jet.pairs else None
+        return Jet(edge[0].sum(1), first, second, jet.pairs)
+
     def forward_jet(self, jet: Jet, graph_to_input: bool = False) -> Jet:
         """The layer applied to a jet of its inputs (values and input derivatives), by the chain rule:
         a node sums its edges as :meth:`Jet.elementwise` describes, each with its own derivatives."""
-        edge = self.edges(jet.value, 2 if jet.pairs else 1, graph_to_input)
-        second = None
         if jet.first.shape[1] == 1 and jet.second is None:
-            # the network's inputs (same first partials at every point, no second ones): matrix products
-            first = torch.einsum("dxi,bio->dbo", jet.first, edge[1])
-            if jet.pairs:
-                second = torch.einsum("pxi,bio->pbo", jet.first_products(), edge[2])
-        else:
-            first = (jet.first.unsqueeze(-1) * edge[1]).sum(2)
-            if jet.pairs:
-                chained = jet.first_products().unsqueeze(-1) * edge[2]
-                if jet.second is not None:
-                    chained = chained + jet.second.unsqueeze(-1) * edge[1]
-                second = chained.sum(2)
+            return self.input_jet(jet, graph_to_input)
+        order = 2 if jet.pairs else 1
+        second = None
+        edge = self.edges(jet.value, order, graph_to_input)
+        first = (jet.first.unsqueeze(-1) * edge[1]).sum(2)
+        if jet.pairs:
+            chained = jet.first_products().unsqueeze(-1) * edge[2]
+            if jet.second is not None:
+                chained = chained + jet.second.unsqueeze(-1) * edge[1]
+            second = chained.sum(2)
         return Jet(edge[0].sum(1), first, second, jet.pairs)
 
     def extend(self, grid: int) -> None:

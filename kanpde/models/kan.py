@@ -18,7 +18,8 @@ from torch.nn import functional as F
 
 from .. import checks
 from ..jet import Jet, Pairs, silu_derivatives
-from .basis import bspline_cells, cell_polynomials, falling_factorial, pad_coefficients, padded_bspline_basis, power_derivatives, uniform_bspline_basis
+from .basis import (bspline_cells, cell_polynomials, falling_factorial, pad_coefficients, padded_bspline_basis,
+                    padded_bspline_derivatives, power_derivatives, uniform_bspline_basis)
 from .chebyshev import ChebyshevKANLayer
 from .edge import EdgeLayer
 from .normalize import BoxNormalizer
@@ -97,6 +98,42 @@ class _EdgeDerivatives(torch.autograd.Function):
         return dh, dQ, None, None, None, None, None
 
 
+def _input_jet(W: torch.Tensor, A: torch.Tensor, *mats: torch.Tensor) -> tuple[torch.Tensor, ...]:
+    """The first layer's jet from its dense basis: W (in, out, slots) the edges' coefficients,
+    A (in, slots, order+1, batch) the basis and its derivatives, mats[d-1] (m_d, in) the inputs'
+    d-th order products (J, then J_a·J_b).  R = W·A holds every edge's derivatives (in, out,
+    order+1, batch); returns the value (batch, out) and, per order d, (m_d, batch, out) = mats[d-1]·R_d."""
+    n_in, n_slots, n_orders, batch = A.shape
+    R = torch.bmm(W, A.view(n_in, n_slots, -1)).view(n_in, -1, n_orders, batch)
+    value = R[:, :, 0].sum(0).t().contiguous()
+    return value, *(torch.tensordot(M, R[:, :, d], 1).transpose(1, 2).contiguous() for d, M in enumerate(mats, start=1))
+
+
+class _InputJet(torch.autograd.Function):
+    """:func:`_input_jet` for a basis A that needs no gradient (the points are data), with a
+    hand-written backward: dR gathers the outputs' gradients order by order, dW = dR · Aᵀ."""
+
+    @staticmethod
+    def forward(ctx, W, A, *mats):  # type: ignore[override]
+        ctx.save_for_backward(A, *mats)
+        ctx.n_out = W.shape[1]
+        return _input_jet(W, A, *mats)
+
+    @staticmethod
+    @once_differentiable
+    def backward(ctx, *grads):  # type: ignore[override]
+        A, *mats = ctx.saved_tensors
+        n_in, n_slots, n_orders, batch = A.shape
+        dR = A.new_zeros(n_in, ctx.n_out, n_orders, batch)
+        if grads[0] is not None:
+            dR[:, :, 0] = grads[0].t()  # the same for every input
+        for d, (M, g) in enumerate(zip(mats, grads[1:]), start=1):
+            if g is not None:
+                dR[:, :, d] = torch.tensordot(M.t(), g.transpose(1, 2), 1)
+        dW = torch.bmm(dR.view(n_in, ctx.n_out, -1), A.view(n_in, n_slots, -1).transpose(1, 2))
+        return dW, None, *(None for _ in mats)
+
+
 class KANLayer(EdgeLayer):
     """One KAN layer of ``in_features * out_features`` learnable activation functions: B-spline edges.
 
@@ -148,6 +185,29 @@ class KANLayer(EdgeLayer):
         X = torch.cat([power_derivatives(t * self.grid_h, self.k, order),
                        silu_derivatives(h, order).unsqueeze(-1)], dim=-1)
         return (X @ Q.flatten(0, 1)[cell + Q.shape[1] * torch.arange(self.in_features, device=h.device)]).unbind(2)
+
+    def input_jet(self, jet: Jet, graph_to_input: bool = False) -> Jet:
+        """See :meth:`EdgeLayer.input_jet`.
+
+        On the network's inputs the dense basis and its derivatives (:func:`padded_bspline_derivatives`)
+        meet the coefficients in one batched matrix product (:func:`_input_jet`).  Unless the graph
+        to the inputs is asked for, that basis is a constant of the points and the backward is one
+        more matrix product (:class:`_InputJet`): no per-point gather and no per-cell sum.
+        """
+        J = jet.first[:, 0]  # (dim, in)
+        JJ = jet.first_products()[:, 0] if jet.pairs else None
+        if (self.symbolic is not None and self.symbolic.groups) or J.requires_grad:
+            return super().input_jet(jet, graph_to_input)
+        base, sp = self.scales()
+        h = jet.value
+        n_slots = self.grid + 3 * self.k + 1
+        order = 2 if jet.pairs else 1
+        A = padded_bspline_derivatives(h, self.grid_lo, self.grid_h, self.grid, self.k, order, extra=1)  # (in, slots+1, order+1, batch)
+        A[:, n_slots] = silu_derivatives(h.t(), order).transpose(1, 2)  # silu's derivatives meet base in the last slot
+        W = torch.cat([pad_coefficients(self.coef * sp.unsqueeze(1), self.k), base.unsqueeze(1)], dim=1).transpose(1, 2)  # (in, out, slots+1)
+        mats = (J,) if JJ is None else (J, JJ)
+        parts = _input_jet(W, A, *mats) if A.requires_grad else _InputJet.apply(W, A, *mats)
+        return Jet(parts[0], parts[1], parts[2] if jet.pairs else None, jet.pairs)
 
     def grid_ranges(self) -> tuple[torch.Tensor, torch.Tensor]:
         """(in,) left and right ends of each input's grid."""
