@@ -131,7 +131,7 @@ def slab_index(t: torch.Tensor, t0: float, t1: float, slabs: int) -> torch.Tenso
         raise ValueError(f"t must lie in [t0, t1] = [{t0:g}, {t1:g}], got {bad.numel()} values outside "
                          f"(e.g. {bad[0].item():g})")
     edges = (t0 + (t1 - t0) * torch.arange(1, slabs, dtype=torch.float64) / slabs).to(t.dtype).to(t.device)
-    return torch.bucketize(t, edges, right=True)
+    return torch.bucketize(t.contiguous(), edges, right=True)
 
 
 def slab_means(values: torch.Tensor, index: torch.Tensor, slabs: int) -> torch.Tensor:

@@ -15,7 +15,10 @@ are taken side by side:
 * ``peak_mem_mb``: peak memory of one evaluation above what was allocated before it (CUDA: the
   allocator's peak; CPU: the running sum of the profiler's allocation records).
 
-Models: KAN [2,10,1] G=5 k=3 with both back ends; an MLP [2,w,w,1] with the KAN's parameter count;
+Models: KAN [2,10,1] G=5 k=3 with both back ends, the forward one twice: with the compiled CPU
+kernel of ``kanpde/models/layer_jet.c`` (``forward``; on the CPU where it builds) and with torch
+operations only (``forward-torchops``, what a GPU or a machine without a C compiler runs); an
+MLP [2,w,w,1] with the KAN's parameter count;
 the paper's MLP [2,100,100,100,1]; and pykan 0.2.8's KAN of the same width and grid through its
 own forward and nested autograd (``pip install -e ".[bench]"``; skipped with a note otherwise).
 """
@@ -40,6 +43,7 @@ if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
 from kanpde import KAN, MLP  # noqa: E402
+from kanpde.models import native  # noqa: E402
 from kanpde.train import Trainer  # noqa: E402
 from problems.poisson import Poisson2D  # noqa: E402
 
@@ -107,8 +111,8 @@ class Case:
     """One table row: a model with a derivative back end on a problem's points."""
 
     def __init__(self, name: str, family: str, model: nn.Module, backend: str, problem: Poisson2D, points,
-                 dtype: torch.dtype, device: torch.device) -> None:
-        self.name, self.family, self.backend = name, family, backend
+                 dtype: torch.dtype, device: torch.device, kernel: bool = True) -> None:
+        self.name, self.family, self.backend, self.kernel = name, family, backend, kernel
         self.model = nn.Module.to(model, device=device, dtype=dtype)  # pykan's own .to takes a device only
         self.problem, self.points, self.dtype = problem, points, dtype
         self.optimizer = Trainer(optimizer="lbfgs", progress=False).make_optimizer(self.model, 0)
@@ -116,9 +120,10 @@ class Case:
     def evaluate(self) -> torch.Tensor:
         """Loss and parameter gradient, as one training evaluation computes them."""
         self.model.zero_grad(set_to_none=True)
-        terms = self.problem.losses(self.model, self.points, self.backend)
-        loss = sum(self.problem.weights[t] * v for t, v in terms.items())
-        loss.backward()
+        with native.switched(self.kernel):
+            terms = self.problem.losses(self.model, self.points, self.backend)
+            loss = sum(self.problem.weights[t] * v for t, v in terms.items())
+            loss.backward()
         return loss
 
     def step(self) -> None:
@@ -172,6 +177,12 @@ def main(argv: list[str] | None = None) -> int:
         notes.append("pykan is not installed: its rows are skipped (pip install -e \".[bench]\")")
     print(f"kanpde bench_speed: {device} ({torch.get_num_threads()} threads), torch {torch.__version__}; "
           f"N = {ns}, dtypes = {dtypes}, median of {args.repeats}", flush=True)
+    if device.type == "cpu":
+        built = {d: native.library(getattr(torch, d)) is not None for d in dtypes}
+        print(f"KAN layer kernel (kanpde/models/layer_jet.c): {', '.join(f'{d} ' + ('built' if ok else 'unavailable') for d, ok in built.items())}; "
+              "'forward' rows use it where built, 'forward-torchops' rows the torch operations", flush=True)
+        if not all(built.values()):
+            notes.append("the KAN layer kernel could not be built: 'forward' and 'forward-torchops' rows both use torch operations")
 
     rows: list[dict] = []
     for dtype_name in dtypes:
@@ -182,6 +193,7 @@ def main(argv: list[str] | None = None) -> int:
             torch.manual_seed(0)
             cases: list[tuple[str, str, Callable[[], nn.Module], str]] = [
                 (kan_name, "kan", lambda: KAN(**kan_cfg, bounds=BOUNDS), "forward"),
+                (kan_name, "kan", lambda: KAN(**kan_cfg, bounds=BOUNDS), "forward-torchops"),
                 (kan_name, "kan", lambda: KAN(**kan_cfg, bounds=BOUNDS), "autograd"),
                 (eq_name, "mlp", lambda: MLP([2, w, w, 1], bounds=BOUNDS), "forward"),
                 (eq_name, "mlp", lambda: MLP([2, w, w, 1], bounds=BOUNDS), "autograd"),
@@ -200,7 +212,8 @@ def main(argv: list[str] | None = None) -> int:
                 model = make()
                 if backend == "forward+compile":
                     model.forward_jet = torch.compile(type(model).forward_jet.__get__(model))
-                built.append(Case(name, family, model, backend.removesuffix("+compile"), problem, points, dtype, device))
+                built.append(Case(name, family, model, backend.removesuffix("+compile").removesuffix("-torchops"), problem, points,
+                                  dtype, device, kernel=backend == "forward"))
             ms_eval = interleaved_medians([c.evaluate for c in built], args.repeats, device)
             peaks = [peak_memory_mb(c.evaluate, device) for c in built]
             ms_step = interleaved_medians([c.step for c in built], max(3, args.repeats // 4), device, warmup=0)

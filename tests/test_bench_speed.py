@@ -30,8 +30,9 @@ def test_small_run_writes_every_row_with_the_columns(bench, tmp_path, capsys):
         assert reader.fieldnames == bench.COLUMNS
         rows = list(reader)
     has_pykan = bench.pykan_model([2, 10, 1], 5, 3) is not None
-    assert len(rows) == 2 * (6 + has_pykan)
+    assert len(rows) == 2 * (7 + has_pykan)
     assert {(r["model"], r["backend"]) for r in rows} >= {("KAN[2,10,1] G=5", "forward"), ("KAN[2,10,1] G=5", "autograd"),
+                                                           ("KAN[2,10,1] G=5", "forward-torchops"),
                                                            ("MLP[2,15,15,1]", "forward"), ("MLP[2,100,100,100,1]", "autograd")}
     for r in rows:
         assert r["n_points"] in ("64", "128") and r["dtype"] == "float64"
@@ -51,7 +52,7 @@ def test_without_pykan_its_rows_are_skipped_with_a_note(bench, tmp_path, capsys,
     assert bench.main(["--n", "32", "--dtype", "float32", "--repeats", "1", "--device", "cpu", "--out", str(out)]) == 0
     with out.open() as fh:
         rows = list(csv.DictReader(fh))
-    assert len(rows) == 6 and not any(r["family"] == "pykan" for r in rows)
+    assert len(rows) == 7 and not any(r["family"] == "pykan" for r in rows)
     assert "pykan is not installed: its rows are skipped" in capsys.readouterr().out
 
 

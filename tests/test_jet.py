@@ -7,6 +7,7 @@ from kanpde import KAN, MLP, Fields
 from kanpde.derivatives import resolve_backend
 from kanpde.jet import ACTIVATION_DERIVATIVES, Jet, all_pairs, silu_derivatives, supports_jet
 from kanpde.metrics import predict
+from kanpde.models import native
 from kanpde.models.basis import bspline_cells, cell_polynomials, cox_de_boor_basis
 from problems.poisson import Poisson2D
 
@@ -55,11 +56,14 @@ def both_backends(model: nn.Module, x: torch.Tensor, n_out: int):
 
 @pytest.mark.parametrize("width", [[2, 1], [2, 3], [2, 4, 1], [3, 3, 2], [2, 5, 3, 2], [1, 4, 4, 1]])
 @pytest.mark.parametrize("grid,k", [(5, 3), (3, 1), (7, 2), (4, 4)])
-def test_kan_forward_matches_nested_autograd(width, grid, k):
+@pytest.mark.parametrize("kernel", [True, False], ids=["kernel", "torch-ops"])
+def test_kan_forward_matches_nested_autograd(width, grid, k, kernel):
+    """Both routes of the forward pass: the compiled CPU kernel (where it builds) and torch operations."""
     torch.manual_seed(1)
     model = KAN(width, grid=grid, k=k, init_scale=0.5).double()
     x = probe_points(width[0])
-    res = both_backends(model, x, width[-1])
+    with native.switched(kernel):
+        res = both_backends(model, x, width[-1])
     (va, ga), (vb, gb) = res["forward"], res["autograd"]
     assert rel_diff(va, vb) <= REL
     assert len(ga) == len(gb) == len(list(model.parameters()))

@@ -22,6 +22,7 @@ from .basis import (bspline_cells, cell_polynomials, falling_factorial, pad_coef
                     padded_bspline_derivatives, power_derivatives, uniform_bspline_basis)
 from .chebyshev import ChebyshevKANLayer
 from .edge import EdgeLayer
+from . import native
 from .normalize import BoxNormalizer
 from .rbf import RBFKANLayer
 
@@ -174,10 +175,7 @@ class KANLayer(EdgeLayer):
         ``graph_to_input=True`` instead records ordinary autograd operations, so that derivatives of
         the result with respect to ``h`` can themselves be differentiated (higher-order partials).
         """
-        base, sp = self.scales()
-        P = cell_polynomials(self.coef * sp.unsqueeze(1), self.k)  # (in, G+2k+1, k+1, out), in powers of t
-        P = P * self.grid_h[:, None, None, None] ** -torch.arange(self.k + 1, device=h.device, dtype=h.dtype)[:, None]  # powers of xi = t·h
-        Q = torch.cat([P, base[:, None, None, :].expand(-1, P.shape[1], 1, -1)], dim=2)  # silu's scale as one more row
+        Q = self.cell_coefficients()
         if not graph_to_input:
             Q = Q.flatten(0, 1).flatten(1)  # (in*(G+2k+1), (k+2)*out): one row per (input, cell)
             return _EdgeDerivatives.apply(h, Q, self.grid_lo, self.grid_h, self.grid, self.k, order)
@@ -185,6 +183,31 @@ class KANLayer(EdgeLayer):
         X = torch.cat([power_derivatives(t * self.grid_h, self.k, order),
                        silu_derivatives(h, order).unsqueeze(-1)], dim=-1)
         return (X @ Q.flatten(0, 1)[cell + Q.shape[1] * torch.arange(self.in_features, device=h.device)]).unbind(2)
+
+    def cell_coefficients(self) -> torch.Tensor:
+        """(in, G + 2k + 1, k + 2, out): on cell c of input i's padded grid, edge i -> o is
+        sum_p Q[i, c, p, o] · xi**p + Q[i, c, k+1, o] · silu(h), xi the offset from the cell's left knot.
+        The last cell (outside the grid) has only the silu term.  Differentiable in the parameters."""
+        base, sp = self.scales()
+        P = cell_polynomials(self.coef * sp.unsqueeze(1), self.k)  # (in, G+2k+1, k+1, out), in powers of t
+        P = P * self.grid_h[:, None, None, None] ** -torch.arange(self.k + 1, device=P.device, dtype=P.dtype)[:, None]  # powers of xi = t·h
+        return torch.cat([P, base[:, None, None, :].expand(-1, P.shape[1], 1, -1)], dim=2)  # silu's scale as one more row
+
+    def forward_jet(self, jet: Jet, graph_to_input: bool = False) -> Jet:
+        """See :meth:`EdgeLayer.forward_jet`.  On the CPU the compiled kernel (:mod:`.native`) does the
+        whole layer in one loop over the points, where it is available and applies: numeric and pruned
+        edges only, no graph to the inputs asked for (it differentiates once), and not inside
+        ``torch.compile``, which traces the torch operations instead."""
+        if (graph_to_input or (self.symbolic is not None and self.symbolic.groups) or self.k > native.MAX_K
+                or torch.compiler.is_compiling() or not native.available(jet.value, self.coef)):
+            return super().forward_jet(jet, graph_to_input)
+        # the kernel works batch last; its outputs' transposes are the jet, and the next layer's
+        # transposes of those are free
+        F = jet.first.transpose(1, 2).expand(-1, -1, jet.value.shape[0])
+        S = None if jet.second is None else jet.second.transpose(1, 2)
+        value, first, second = native.LayerJet.apply(jet.value.t(), F, S, self.cell_coefficients(),
+                                                     self.grid_lo, self.grid_h, self.k, jet.pairs)
+        return Jet(value.t(), first.transpose(1, 2), second.transpose(1, 2) if jet.pairs else None, jet.pairs)
 
     def input_jet(self, jet: Jet, graph_to_input: bool = False) -> Jet:
         """See :meth:`EdgeLayer.input_jet`.

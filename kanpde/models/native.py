@@ -1,0 +1,194 @@
+"""The compiled CPU kernel of a B-spline KAN layer's jet (``layer_jet.c``), and its autograd wrapper.
+
+On the CPU a layer's forward derivative pass is a few dozen small tensor operations, whose fixed
+costs dominate at the sizes physics-informed training uses.  ``layer_jet.c`` does the same work in
+one loop over the points, forward and backward.  It is plain C (no torch headers), compiled on
+first use with the system's C compiler into a per-user cache (``$KANPDE_CACHE_DIR``, else
+``~/.cache/kanpde``) and loaded with ctypes; the batch is split over torch's thread count.
+
+Where it cannot be used (no compiler, a GPU tensor, a dtype other than float32/float64, or
+``KANPDE_NATIVE=0``) :func:`available` says so and the layer keeps its torch operations, which
+compute the same numbers.  A failed build warns once, naming the compiler and its message.
+"""
+from __future__ import annotations
+
+import ctypes
+import hashlib
+import os
+import platform
+import shutil
+import subprocess
+import tempfile
+import threading
+import warnings
+from contextlib import contextmanager
+from functools import lru_cache
+from pathlib import Path
+from typing import Iterator
+
+import torch
+from torch.autograd.function import once_differentiable
+
+SOURCE = Path(__file__).with_name("layer_jet.c")
+FLAGS = ("-O3", "-fPIC", "-shared", "-ffp-contract=off")
+"""-ffp-contract=off: no fused multiply-adds, so a point on a knot lands in the cell torch picks."""
+C_TYPES = {torch.float32: "float", torch.float64: "double"}
+MAX_K = 15
+"""Highest spline degree the kernel takes (its MAX_K)."""
+
+_libraries: dict[torch.dtype, ctypes.CDLL | None] = {}
+_lock = threading.Lock()
+
+
+_switch: list[bool] = []
+
+
+def enabled() -> bool:
+    """Whether the kernel may be used: ``KANPDE_NATIVE=0`` turns it off, and so does :func:`switched` (False)."""
+    if _switch:
+        return _switch[-1]
+    return os.environ.get("KANPDE_NATIVE", "1") != "0"
+
+
+@contextmanager
+def switched(on: bool) -> Iterator[None]:
+    """Use the kernel (``on``) or the torch operations inside the block, whatever ``KANPDE_NATIVE`` says
+    (to compare the two, as the tests and ``scripts/bench_speed.py`` do)."""
+    _switch.append(bool(on))
+    try:
+        yield
+    finally:
+        _switch.pop()
+
+
+def cache_dir() -> Path:
+    """Where compiled kernels are kept: ``$KANPDE_CACHE_DIR``, else ``$XDG_CACHE_HOME/kanpde`` or ``~/.cache/kanpde``."""
+    if os.environ.get("KANPDE_CACHE_DIR"):
+        return Path(os.environ["KANPDE_CACHE_DIR"])
+    return Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "kanpde"
+
+
+def compiler() -> str | None:
+    """The C compiler to build with: ``$CC``, else the first of cc, gcc, clang on the PATH."""
+    return os.environ.get("CC") or next((c for c in ("cc", "gcc", "clang") if shutil.which(c)), None)
+
+
+def library(dtype: torch.dtype) -> ctypes.CDLL | None:
+    """The kernel for ``dtype`` (float32 or float64), built and loaded on first use; None where unavailable."""
+    if dtype not in C_TYPES or not enabled():
+        return None
+    with _lock:
+        if dtype not in _libraries:
+            _libraries[dtype] = _load(dtype)
+        return _libraries[dtype]
+
+
+def available(*tensors: torch.Tensor) -> bool:
+    """Whether the kernel can take these tensors: all on the CPU, one dtype it is built for, and it builds."""
+    dtype = tensors[0].dtype
+    return all(t.device.type == "cpu" and t.dtype == dtype for t in tensors) and library(dtype) is not None
+
+
+def _load(dtype: torch.dtype) -> ctypes.CDLL | None:
+    cc = compiler()
+    if cc is None:
+        warnings.warn("kanpde: no C compiler found (set CC): KAN layers use torch operations for their derivative pass, "
+                      "which is slower on the CPU", RuntimeWarning, stacklevel=3)
+        return None
+    errors = []
+    for openmp in (["-fopenmp"], []):  # without OpenMP the kernel runs on one thread
+        flags = [*FLAGS, *openmp, f"-DREAL={C_TYPES[dtype]}"]
+        for directory in (cache_dir(), Path(tempfile.gettempdir()) / "kanpde-kernels"):  # the temporary one if the cache is not writable
+            try:
+                lib = ctypes.CDLL(str(_build(cc, flags, directory, C_TYPES[dtype])))
+            except OSError as err:
+                errors.append(str(err))
+                continue
+            n, p = ctypes.c_int64, ctypes.c_void_p
+            lib.layer_jet_forward.argtypes = [n] * 7 + [p] * 12 + [n]
+            lib.layer_jet_backward.argtypes = [n] * 7 + [p] * 16 + [n]
+            lib.layer_jet_forward.restype = lib.layer_jet_backward.restype = None
+            return lib
+    warnings.warn(f"kanpde: could not build the KAN layer kernel {SOURCE.name} ({errors[0]}); KAN layers use torch "
+                  "operations for their derivative pass, which is slower on the CPU", RuntimeWarning, stacklevel=3)
+    return None
+
+
+def _build(cc: str, flags: list[str], directory: Path, name: str) -> Path:
+    """The shared library for these flags in ``directory``, compiled unless already there; OSError if it cannot be."""
+    key = hashlib.sha256(SOURCE.read_bytes() + " ".join([cc, *flags, platform.machine()]).encode()).hexdigest()[:16]
+    target = directory / f"layer_jet_{name}_{key}.so"
+    if target.exists():
+        return target
+    directory.mkdir(parents=True, exist_ok=True)
+    with tempfile.TemporaryDirectory(dir=directory) as tmp:  # built aside, then moved in whole: parallel jobs may build at once
+        built = Path(tmp) / target.name
+        proc = subprocess.run([cc, *flags, str(SOURCE), "-o", str(built), "-lm"], capture_output=True, text=True)
+        if proc.returncode != 0:
+            raise OSError(f"{cc} exited with {proc.returncode}: {proc.stderr.strip()[-600:]}")
+        os.replace(built, target)
+    return target
+
+
+def _ptr(t: torch.Tensor | None) -> int | None:
+    return None if t is None else t.data_ptr()
+
+
+@lru_cache(maxsize=None)
+def _pair_index(pairs: tuple[tuple[int, int], ...]) -> tuple[torch.Tensor, torch.Tensor]:
+    a = torch.tensor([p[0] for p in pairs] or [0], dtype=torch.int64)
+    b = torch.tensor([p[1] for p in pairs] or [0], dtype=torch.int64)
+    return a, b
+
+
+class LayerJet(torch.autograd.Function):
+    """A B-spline KAN layer applied to a jet, by the kernel, in the kernel's batch-last layouts;
+    differentiable once (parameter gradients, and the gradients of earlier layers' jets).
+
+    Inputs: h (in, batch), F (dim, in, batch), S (pairs, in, batch) or None, Q (in, cells + 1, k + 2, out)
+    the cell polynomials (:meth:`kanpde.models.kan.KANLayer.cell_coefficients`), lo and step (in,) the
+    grids, k, and the carried pairs.  Outputs the value (out, batch), first (dim, out, batch) and
+    second (pairs, out, batch) partials; second is empty when no pairs are carried.
+    """
+
+    @staticmethod
+    def forward(ctx, h, F, S, Q, lo, step, k: int, pairs: tuple[tuple[int, int], ...]):  # type: ignore[override]
+        if k > MAX_K:
+            raise ValueError(f"the KAN layer kernel takes spline degrees up to {MAX_K}, got k={k}")
+        lib = library(h.dtype)
+        h, F, Q = h.contiguous(), F.contiguous(), Q.contiguous()
+        S = None if S is None else S.contiguous()
+        lo, step = lo.to(h.dtype).contiguous(), step.to(h.dtype).contiguous()
+        sg = torch.sigmoid(h)  # torch's vectorised exp; the kernel derives silu's derivatives from it
+        (n_in, n_batch), n_dim = h.shape, F.shape[0]
+        n_cells, n_out = Q.shape[1] - 1, Q.shape[3]
+        pa, pb = _pair_index(pairs)
+        value = h.new_empty(n_out, n_batch)
+        first = h.new_empty(n_dim, n_out, n_batch)
+        second = h.new_empty(len(pairs), n_out, n_batch)
+        head = (n_batch, n_in, n_out, k, n_cells, n_dim, len(pairs), _ptr(pa), _ptr(pb), _ptr(lo), _ptr(step),
+                _ptr(h), _ptr(sg), _ptr(F), _ptr(S), _ptr(Q))
+        lib.layer_jet_forward(*head, _ptr(value), _ptr(first), _ptr(second), torch.get_num_threads())
+        ctx.save_for_backward(h, sg, F, S, Q, lo, step)
+        ctx.k, ctx.pairs = k, pairs
+        return value, first, second
+
+    @staticmethod
+    @once_differentiable
+    def backward(ctx, g_value, g_first, g_second):  # type: ignore[override]
+        h, sg, F, S, Q, lo, step = ctx.saved_tensors
+        lib = library(h.dtype)
+        (n_in, n_batch), n_dim = h.shape, F.shape[0]
+        n_cells, n_out = Q.shape[1] - 1, Q.shape[3]
+        pa, pb = _pair_index(ctx.pairs)
+        grads = [None if g is None else g.contiguous() for g in (g_value, g_first, g_second)]
+        to_input = any(ctx.needs_input_grad[:3])
+        dh = torch.empty_like(h) if to_input else None
+        dF = torch.empty_like(F) if to_input else None
+        dS = torch.empty_like(S) if to_input and S is not None else None
+        n_threads = torch.get_num_threads()
+        dQ = Q.new_zeros(n_threads, *Q.shape)  # one accumulator per thread
+        head = (n_batch, n_in, n_out, ctx.k, n_cells, n_dim, len(ctx.pairs), _ptr(pa), _ptr(pb), _ptr(lo), _ptr(step),
+                _ptr(h), _ptr(sg), _ptr(F), _ptr(S), _ptr(Q), *map(_ptr, grads))
+        lib.layer_jet_backward(*head, _ptr(dQ), _ptr(dh), _ptr(dF), _ptr(dS), n_threads)
+        return dh, dF, dS, dQ.sum(0), None, None, None, None
