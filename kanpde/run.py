@@ -200,7 +200,7 @@ def run(
     has_exact = problem.exact(x_eval[:1]) is not None
     print(f"kanpde: {problem.name} with {type(net).__name__} {getattr(model, 'width', '')} "
           f"({model.n_params()} parameters), {trainer.optimizer} for {trainer.steps} steps on {trainer.torch_device} in {trainer.dtype}, "
-          f"{trainer.derivative_backend(model)} derivatives")
+          f"{trainer.derivative_backend(model)} derivatives{' (CPU kernel)' if trainer.uses_kernel(model) else ''}")
     result = trainer.fit(problem, model, points, x_eval, None if has_exact else u_ref)
 
     dev, dt = trainer.torch_device, trainer.torch_dtype
@@ -249,6 +249,7 @@ def run(
         "threads": torch.get_num_threads(),
         "derivatives": trainer.derivative_backend(model),  # the back end residual derivatives used
         "compile": trainer.compile,
+        "kernel": trainer.uses_kernel(model),  # B-spline layers' derivative pass in the compiled CPU kernel
         "status": result.status,
         "message": result.message,
         "created": time.strftime("%Y-%m-%dT%H:%M:%S"),

@@ -18,6 +18,8 @@ from .interpret.network import kan_of
 from .interpret.symbolic import EdgeForm, auto_symbolic, check_library
 from .jet import supports_jet
 from .metrics import errors, errors_against, predict, relative_l2
+from .models import native
+from .models.kan import KANLayer
 from .geometry import TimeDomain
 from .problem import Points, Problem
 
@@ -299,6 +301,12 @@ class Trainer:
     def derivative_backend(self, model: nn.Module) -> str:
         """The back end residual derivatives use on ``model``: ``forward`` or ``autograd``."""
         return resolve_backend(model, self.derivatives)
+
+    def uses_kernel(self, model: nn.Module) -> bool:
+        """Whether ``model``'s B-spline KAN layers run their derivative pass in the compiled CPU kernel
+        (:mod:`kanpde.models.native`): forward derivatives, on the CPU, not compiled, and the kernel builds."""
+        return (self.derivative_backend(model) == "forward" and not self.compile and self.torch_device.type == "cpu"
+                and any(isinstance(m, KANLayer) for m in model.modules()) and native.library(self.torch_dtype) is not None)
 
     def extensions_for(self, model: nn.Module) -> dict[int, int]:
         """The extensions this schedule makes on ``model``: ``{step: new grid}`` (those above its grid)."""

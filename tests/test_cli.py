@@ -11,6 +11,7 @@ import pytest
 import torch
 
 from kanpde.io import load_model, read_results
+from kanpde.models import native
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -111,6 +112,12 @@ def test_wheel_ships_the_configs(tmp_path):
     where = subprocess.run([sys.executable, "-c", "import kanpde.configs as c; print(c.config_dir())"], cwd=tmp_path,
                            capture_output=True, text=True, env={**os.environ, **env}, check=True).stdout.strip()
     assert Path(where) == target / "kanpde" / "conf"
+    # the CPU kernel's source ships too, and the installed package builds it (into a fresh cache)
+    probe = "import torch; from kanpde.models import native; print(native.SOURCE, native.library(torch.float64) is not None)"
+    source, built = subprocess.run([sys.executable, "-c", probe], cwd=tmp_path, capture_output=True, text=True, check=True,
+                                   env={**os.environ, **env, "KANPDE_CACHE_DIR": str(tmp_path / "cache")}).stdout.split()
+    assert Path(source) == target / "kanpde" / "models" / "layer_jet.c" and Path(source).is_file()
+    assert built == str(native.compiler() is not None)
     proc = kanpde("problem=poisson2d_sin", "--cfg", "job", cwd=tmp_path, env=env)
     assert proc.returncode == 0, proc.stderr
     assert "problems.poisson.Poisson2DSin" in proc.stdout and "kanpde.models.KAN" in proc.stdout

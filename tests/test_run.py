@@ -71,3 +71,24 @@ def test_config_errors_raise_before_anything_is_written(tmp_path):
     with pytest.raises(ConfigError, match=r"problem\.weights"):
         run(_cfg("+problem.weights.neumann=1.0"), tmp_path)
     assert list(tmp_path.iterdir()) == []
+
+
+def test_results_record_the_cpu_kernel_and_training_matches_without_it(tmp_path):
+    """A KAN run on the CPU says it used the compiled kernel; with it switched off the run takes the
+    torch operations and trains to the same history (up to rounding); autograd and MLP runs use none."""
+    from kanpde.models import native
+
+    short = ["trainer.steps=12", "trainer.grid_extension.at=[6]", "trainer.grid_extension.grids=[10]"]
+    built = native.library(torch.float64) is not None
+    with_kernel = run(_cfg(*short), tmp_path / "k")
+    with native.switched(False):
+        without = run(_cfg(*short), tmp_path / "t")
+    attrs = [read_results(tmp_path / d / "results.h5")["attrs"] for d in ("k", "t")]
+    assert bool(attrs[0]["kernel"]) == built and not attrs[1]["kernel"]
+    hk, ht = (read_results(tmp_path / d / "results.h5")["history"] for d in ("k", "t"))
+    assert abs(hk["loss"] - ht["loss"]).max() <= 1e-8 * abs(ht["loss"]).max()
+    assert with_kernel["rel_l2"] == pytest.approx(without["rel_l2"], rel=1e-6)
+    run(_cfg(*short, "trainer.derivatives=autograd"), tmp_path / "a")
+    run(_cfg("trainer.steps=3", "model=mlp", "model.width=[1,5,1]"), tmp_path / "m")
+    assert not read_results(tmp_path / "a" / "results.h5")["attrs"]["kernel"]
+    assert not read_results(tmp_path / "m" / "results.h5")["attrs"]["kernel"]
