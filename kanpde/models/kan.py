@@ -18,11 +18,11 @@ from torch.nn import functional as F
 
 from .. import checks
 from ..jet import Jet, Pairs, silu_derivatives
+from . import native
 from .basis import (bspline_cells, cell_polynomials, falling_factorial, pad_coefficients, padded_bspline_basis,
                     padded_bspline_derivatives, power_derivatives, uniform_bspline_basis)
 from .chebyshev import ChebyshevKANLayer
 from .edge import EdgeLayer
-from . import native
 from .normalize import BoxNormalizer
 from .rbf import RBFKANLayer
 

@@ -1,10 +1,12 @@
 """The compiled CPU kernel of a B-spline KAN layer's jet (``layer_jet.c``), and its autograd wrapper.
 
 On the CPU a layer's forward derivative pass is a few dozen small tensor operations, whose fixed
-costs dominate at the sizes physics-informed training uses.  ``layer_jet.c`` does the same work in
-one loop over the points, forward and backward.  It is plain C (no torch headers), compiled on
-first use with the system's C compiler into a per-user cache (``$KANPDE_CACHE_DIR``, else
-``~/.cache/kanpde``) and loaded with ctypes; the batch is split over torch's thread count.
+costs dominate at the sizes physics-informed training uses.  ``layer_jet.c`` does the same work,
+forward and backward, in one blocked loop over the points that the C compiler vectorises.  It is
+plain C (no torch headers), compiled on first use with the system's C compiler (about a second)
+into a per-user cache (``$KANPDE_CACHE_DIR``, else ``~/.cache/kanpde``) and loaded with ctypes.
+Built with OpenMP (``-fopenmp``) it splits the points over torch's threads; loaded into a process
+that has imported torch, it shares torch's OpenMP runtime and its threads.
 
 Where it cannot be used (no compiler, a GPU tensor, a dtype other than float32/float64, or
 ``KANPDE_NATIVE=0``) :func:`available` says so and the layer keeps its torch operations, which
@@ -38,9 +40,7 @@ MAX_K = 15
 
 _libraries: dict[torch.dtype, ctypes.CDLL | None] = {}
 _lock = threading.Lock()
-
-
-_switch: list[bool] = []
+_switch: list[bool] = []  # innermost switched() setting last
 
 
 def enabled() -> bool:
