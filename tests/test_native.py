@@ -149,3 +149,18 @@ def test_kernel_refuses_a_degree_it_was_not_built_for():
     with pytest.raises(ValueError, match=f"spline degrees up to {native.MAX_K}, got k={native.MAX_K + 1}"):
         native.LayerJet.apply(h, torch.ones(1, 1, 4, dtype=F64), None, layer.cell_coefficients(), layer.grid_lo, layer.grid_h,
                               layer.k, ())
+
+
+@needs_kernel
+def test_backward_runs_in_the_kernel_even_when_switched_off_after_the_forward():
+    torch.manual_seed(8)
+    model = KAN([2, 4, 1], grid=5, k=3).double()
+    x = points(2, 200)
+    ref, ref_grads, _ = jet_and_grads(model, x, all_pairs(2, False), kernel=True)
+    model.zero_grad(set_to_none=True)
+    with native.switched(True):
+        jet = model.forward_jet(x, all_pairs(2, False))
+    with native.switched(False):
+        sum((p * (j + 1)).square().mean() for j, p in enumerate([jet.value, jet.first, jet.second])).backward()
+    for a, b in zip([p.grad for p in model.parameters()], ref_grads):
+        assert rel(a, b) <= 1e-14

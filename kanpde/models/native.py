@@ -156,6 +156,8 @@ class LayerJet(torch.autograd.Function):
         if k > MAX_K:
             raise ValueError(f"the KAN layer kernel takes spline degrees up to {MAX_K}, got k={k}")
         lib = library(h.dtype)
+        if lib is None:
+            raise RuntimeError(f"the KAN layer kernel is not available for {h.dtype} (see kanpde.models.native.available)")
         h, F, Q = h.contiguous(), F.contiguous(), Q.contiguous()
         S = None if S is None else S.contiguous()
         lo, step = lo.to(h.dtype).contiguous(), step.to(h.dtype).contiguous()
@@ -170,14 +172,14 @@ class LayerJet(torch.autograd.Function):
                 _ptr(h), _ptr(sg), _ptr(F), _ptr(S), _ptr(Q))
         lib.layer_jet_forward(*head, _ptr(value), _ptr(first), _ptr(second), torch.get_num_threads())
         ctx.save_for_backward(h, sg, F, S, Q, lo, step)
-        ctx.k, ctx.pairs = k, pairs
+        ctx.k, ctx.pairs, ctx.lib = k, pairs, lib  # the backward uses the same library, whatever is switched by then
         return value, first, second
 
     @staticmethod
     @once_differentiable
     def backward(ctx, g_value, g_first, g_second):  # type: ignore[override]
         h, sg, F, S, Q, lo, step = ctx.saved_tensors
-        lib = library(h.dtype)
+        lib = ctx.lib
         (n_in, n_batch), n_dim = h.shape, F.shape[0]
         n_cells, n_out = Q.shape[1] - 1, Q.shape[3]
         pa, pb = _pair_index(ctx.pairs)
