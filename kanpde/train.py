@@ -102,7 +102,8 @@ class Trainer:
         derivatives: how residuals get input derivatives: ``auto`` (forward propagation when the
             model supports it, else nested autograd), ``forward`` or ``autograd``.
         compile: wrap the model's derivative pass in ``torch.compile`` (needs a C++ compiler on
-            the CPU; the first steps pay the compilation).
+            the CPU; the first steps pay the compilation).  It compiles torch operations, so a KAN's
+            B-spline layers then leave the CPU kernel (:mod:`kanpde.models.native`), which is faster.
         reg: the KAN paper's sparsity penalty (:meth:`kanpde.models.KAN.regularization`) on the PDE
             points, ``{"l1": weight, "entropy": weight, "until": step or None}``; added to the loss
             (history column ``loss_reg``) before step ``until`` (None: throughout).  Off at 0, 0.
