@@ -39,7 +39,7 @@ def cardinal_pieces(k: int) -> tuple[tuple[Fraction, ...], ...]:
 def _piece_matrix(k: int, dtype: torch.dtype, device: torch.device) -> torch.Tensor:
     """(k+1, k+1) with ``[p, r]`` the coefficient of ``t**p`` in piece r of :func:`cardinal_pieces`;
     built once per dtype and device (no host copy per forward)."""
-    return torch.tensor([[float(c) for c in row] for row in cardinal_pieces(k)], dtype=dtype, device=device).T
+    return _derivative_piece_matrix(k, 0, dtype, device).T
 
 
 def bspline_pieces(x: torch.Tensor, lo: torch.Tensor, h: torch.Tensor, n_intervals: int, k: int) -> tuple[torch.Tensor, torch.Tensor]:
@@ -53,13 +53,24 @@ def bspline_pieces(x: torch.Tensor, lo: torch.Tensor, h: torch.Tensor, n_interva
             whose coefficient is zero.
     """
     cell, t = bspline_cells(x, lo, h, n_intervals, k)
+    return _monomials(t, k, -1) @ _piece_matrix(k, x.dtype, x.device), _slots(cell, n_intervals, k, -1)
+
+
+def _monomials(t: torch.Tensor, k: int, dim: int) -> torch.Tensor:
+    """t**0 .. t**k stacked along a new axis ``dim``."""
     powers = [torch.ones_like(t), t]
     for _ in range(k - 1):
         powers.append(powers[-1] * t)
-    vals = torch.stack(powers[: k + 1], dim=-1) @ _piece_matrix(k, x.dtype, x.device)
-    outside = (cell == n_intervals + 2 * k).unsqueeze(-1)
-    slots = (cell.unsqueeze(-1) + k - torch.arange(k + 1, device=x.device)).masked_fill(outside, n_intervals + 3 * k)
-    return vals, slots
+    return torch.stack(powers[: k + 1], dim=dim)
+
+
+def _slots(cell: torch.Tensor, n_intervals: int, k: int, dim: int) -> torch.Tensor:
+    """The padded-layout slots of the k+1 basis functions living on each cell, along a new axis ``dim``
+    (in the order of the pieces r = 0..k); points outside the padded grid point at its last slot."""
+    trailing = cell.dim() - dim % (cell.dim() + 1)  # axes after the new one
+    offsets = torch.arange(k + 1, device=cell.device).view(-1, *([1] * trailing))
+    slots = cell.unsqueeze(dim) + k - offsets
+    return slots.masked_fill((cell == n_intervals + 2 * k).unsqueeze(dim), n_intervals + 3 * k)
 
 
 def padded_bspline_basis(x: torch.Tensor, lo: torch.Tensor, h: torch.Tensor, n_intervals: int, k: int) -> torch.Tensor:
@@ -97,14 +108,10 @@ def padded_bspline_derivatives(x: torch.Tensor, lo: torch.Tensor, h: torch.Tenso
     """
     n_in, batch = x.shape[1], x.shape[0]
     cell, t = bspline_cells(x.t(), lo.unsqueeze(1), h.unsqueeze(1), n_intervals, k)  # (in, batch)
-    powers = [torch.ones_like(t), t]
-    for _ in range(k - 1):
-        powers.append(powers[-1] * t)
-    vals = _derivative_piece_matrix(k, order, x.dtype, x.device) @ torch.stack(powers[: k + 1], dim=1)  # (in, (k+1)(order+1), batch)
+    vals = _derivative_piece_matrix(k, order, x.dtype, x.device) @ _monomials(t, k, 1)  # (in, (k+1)(order+1), batch)
     d = torch.arange(order + 1, device=x.device, dtype=x.dtype)
     vals = vals.view(n_in, k + 1, order + 1, batch) * (h.unsqueeze(1) ** -d).view(n_in, 1, order + 1, 1)  # d/dx = (1/h) d/dt
-    outside = (cell == n_intervals + 2 * k).unsqueeze(1)
-    slots = (cell.unsqueeze(1) + k - torch.arange(k + 1, device=x.device).unsqueeze(1)).masked_fill(outside, n_intervals + 3 * k)
+    slots = _slots(cell, n_intervals, k, 1)  # (in, k+1, batch)
     dense = torch.zeros(n_in, n_intervals + 3 * k + 1 + extra, order + 1, batch, dtype=x.dtype, device=x.device)
     return dense.scatter_(1, slots.unsqueeze(2).expand(-1, -1, order + 1, -1), vals)
 
