@@ -3,12 +3,12 @@
 The public API a problem file uses: domains, conditions, the ``Problem`` base, the ``Fields``
 derivative accessor, and the models.
 """
-from .conditions import Condition, Dirichlet, Initial, InitialRate, Neumann, Observations, Periodic, Robin
-from .constraints import HardConstraint
-from .derivatives import Fields
-from .geometry import Ball, Box, Difference, Disk, Domain, Intersection, Interval, Polygon, TimeDomain, Union
-from .models import KAN, MLP
-from .problem import Problem
+from kanpde.pde.conditions import Condition, Dirichlet, Initial, InitialRate, Neumann, Observations, Periodic, Robin
+from kanpde.pde.constraints import HardConstraint
+from kanpde.pde.derivatives import Fields
+from kanpde.geometry import Ball, Box, Difference, Disk, Domain, Intersection, Interval, Polygon, TimeDomain, Union
+from kanpde.models import KAN, MLP
+from kanpde.pde.problem import Problem
 
 __all__ = ["Ball", "Box", "Condition", "Difference", "Dirichlet", "Disk", "Domain", "Fields", "HardConstraint", "Initial",
            "InitialRate", "Intersection", "Interval", "KAN", "MLP", "Neumann", "Observations", "Periodic", "Polygon", "Problem",

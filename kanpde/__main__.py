@@ -9,8 +9,8 @@ from hydra.core.hydra_config import HydraConfig
 from hydra.types import RunMode
 from omegaconf import DictConfig, OmegaConf
 
-from .configs import config_dir
-from .run import ConfigError, TrainingFailed, run
+from kanpde.experiment.configs import config_dir
+from kanpde.experiment.run import ConfigError, TrainingFailed, run
 
 
 class JobFailed(RuntimeError):

@@ -52,3 +52,13 @@ def widths(name: str, value: Any) -> list[int]:
     if isinstance(value, (str, bytes)) or not isinstance(value, Sequence) or len(value) < 2:
         raise ValueError(f"{name} must be a list of at least two layer widths like [2, 10, 1], got {value!r}")
     return [positive_int(f"{name}[{i}]", w) for i, w in enumerate(value)]
+
+
+def vector(name: str, x: Any) -> "torch.Tensor":
+    """``x`` if it is a 1-D tensor of shape (n,), else a ValueError naming it."""
+    import torch
+
+    if not isinstance(x, torch.Tensor) or x.ndim != 1:
+        shape = tuple(x.shape) if isinstance(x, torch.Tensor) else type(x).__name__
+        raise ValueError(f"{name} must be a 1-D tensor of shape (n,), got {shape}")
+    return x

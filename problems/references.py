@@ -28,7 +28,7 @@ from typing import Callable
 import numpy as np
 from scipy.special import roots_hermite
 
-from kanpde.cache import cached_arrays
+from kanpde.io.cache import cached_arrays
 from kanpde.checks import positive_float, positive_int
 
 BURGERS_NU = 0.01 / np.pi
@@ -147,7 +147,7 @@ def burgers_reference(
     Returns ``x`` (nx,), ``t`` (nt,), ``u`` (nt, nx) and ``u_x`` (nt, nx).  The defaults are the grid of
     the classic ``burgers_shock.mat`` (Raissi et al.): 256 points in x including both ends, 100 times
     0, 0.01, …, 0.99 (not 101 up to 1); ``nt=101, t_end=1.0`` covers all of [0, 1].  Cached under
-    :func:`kanpde.cache.cache_dir` (or ``directory``).
+    :func:`kanpde.io.cache.cache_dir` (or ``directory``).
     """
     nx = positive_int("nx", nx, minimum=2)
     nt = positive_int("nt", nt, minimum=1)

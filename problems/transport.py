@@ -8,7 +8,7 @@ import torch
 
 from kanpde import Dirichlet, Fields, Initial, Interval, Periodic, Problem, TimeDomain
 
-from .references import ALLEN_CAHN_D, BURGERS_NU, allen_cahn_reference, burgers_reference
+from kanpde.problems.references import ALLEN_CAHN_D, BURGERS_NU, allen_cahn_reference, burgers_reference
 
 
 def _grid_points(x: np.ndarray, t: np.ndarray, u: np.ndarray) -> tuple[torch.Tensor, torch.Tensor]:
@@ -22,7 +22,7 @@ class Burgers1D(Problem):
     """u_t + u·u_x − (0.01/π)·u_xx = 0 on x ∈ [−1,1], t ∈ [0,1]; u(x,0) = −sin(πx), u(±1,t) = 0.
 
     A shock forms at x = 0 near t ≈ 0.5 (max |u_x| ≈ 152.005 at t ≈ 0.5105).  Reference: the exact
-    Cole–Hopf solution by Gauss–Hermite quadrature (:mod:`problems.references`) on the classic
+    Cole–Hopf solution by Gauss–Hermite quadrature (:mod:`kanpde.problems.references`) on the classic
     256 × 100 grid (x = linspace(−1, 1, 256), t = 0, 0.01, …, 0.99), cached in ``cache_dir``
     (default ``$KANPDE_CACHE`` or ``~/.cache/kanpde``).  Inputs (x, t).
     """
@@ -50,7 +50,7 @@ class Burgers1D(Problem):
 class AllenCahn1D(Problem):
     """u_t − 1e-4·u_xx + 5u³ − 5u = 0 on x ∈ [−1,1], t ∈ [0,1]; u(x,0) = x²·cos(πx), periodic in x.
 
-    Reference: Fourier pseudo-spectral with ETDRK4 (:mod:`problems.references`; halving the step and
+    Reference: Fourier pseudo-spectral with ETDRK4 (:mod:`kanpde.problems.references`; halving the step and
     doubling the modes changes it by ~2e-10), on 513 × 201 points (x = linspace(−1, 1, 513),
     t = linspace(0, 1, 201)), cached in ``cache_dir``.  Inputs (x, t).
     """

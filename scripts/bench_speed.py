@@ -44,8 +44,8 @@ if str(ROOT) not in sys.path:
 
 from kanpde import KAN, MLP  # noqa: E402
 from kanpde.models import native  # noqa: E402
-from kanpde.train import Trainer  # noqa: E402
-from problems.poisson import Poisson2D  # noqa: E402
+from kanpde.training.trainer import Trainer  # noqa: E402
+from kanpde.problems.poisson import Poisson2D  # noqa: E402
 
 COLUMNS = ["model", "family", "n_params", "n_points", "dtype", "backend", "ms_eval", "ms_step", "peak_mem_mb"]
 BOUNDS = ([-1.0, -1.0], [1.0, 1.0])

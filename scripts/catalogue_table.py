@@ -14,8 +14,8 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from kanpde.catalogue import describe, load_problem, problem_configs  # noqa: E402
-from kanpde.compare import load_runs  # noqa: E402
+from kanpde.experiment.catalogue import describe, load_problem, problem_configs  # noqa: E402
+from kanpde.analysis.compare import load_runs  # noqa: E402
 from kanpde.io import read_results  # noqa: E402
 
 

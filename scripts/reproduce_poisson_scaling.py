@@ -6,7 +6,7 @@
 
 It runs two Hydra sweeps into one directory, ``+experiment=poisson_scaling`` (KAN [2,5,1], [2,7,1],
 [2,10,1] with grid extension; each grid stage is a scaling point) and ``+experiment=poisson_scaling_mlp``
-(MLPs of depth 2-5 and width 10-100), then ``kanpde.compare`` on it.  Both sweeps take their
+(MLPs of depth 2-5 and width 10-100), then ``kanpde.analysis.compare`` on it.  Both sweeps take their
 points, loss weights, optimiser, step budget, precision and seeds from the same config
 (``conf/comparison/poisson_scaling.yaml``); ``--quick`` shrinks them with one list of overrides applied
 to both sides alike.
@@ -71,7 +71,7 @@ def main(argv: list[str] | None = None) -> int:
     codes = [sweep("poisson_scaling", out, launch, shared + kan), sweep("poisson_scaling_mlp", out, launch, shared + mlp)]
     elapsed = time.perf_counter() - t0
 
-    from kanpde.compare import main as compare_main  # after the sweeps: importing torch is not needed before
+    from kanpde.analysis.compare import main as compare_main  # after the sweeps: importing torch is not needed before
     status = compare_main([str(out)])
     print(f"reproduce_poisson_scaling: sweeps took {elapsed:.0f} s; report {out / 'comparison.md'}")
     if any(codes):

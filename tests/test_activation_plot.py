@@ -1,4 +1,4 @@
-"""The activation figure of a KAN (kanpde.interpret.plot): the data it draws and the file it writes."""
+"""The activation figure of a KAN (kanpde.interpret.activations): the data it draws and the file it writes."""
 from __future__ import annotations
 
 import matplotlib.image as mpimg
@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 import torch
 
-from kanpde.interpret.plot import activation_curves, format_symbolic, plot_activations
+from kanpde.interpret.activations import activation_curves, format_symbolic, plot_activations
 from kanpde.models import KAN, MLP
 
 

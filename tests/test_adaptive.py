@@ -1,4 +1,4 @@
-"""Tests of kanpde.adaptive: RAD sampling, RBA weights, causal weighting, LR schedules, Adam state projection."""
+"""Tests of kanpde.training.adaptive: RAD sampling, RBA weights, causal weighting, LR schedules, Adam state projection."""
 import itertools
 import math
 
@@ -7,8 +7,11 @@ import pytest
 import torch
 from scipy import optimize, stats
 
-from kanpde.adaptive import (apply_along, causal_loss, causal_weights, lr_factor, project_adam_state,
-                             rad_probabilities, rad_resample, rba_update, slab_index, slab_means)
+from kanpde.training.callbacks.causal import causal_loss, causal_weights, slab_index, slab_means
+from kanpde.training.callbacks.grid_extension import apply_along, project_adam_state
+from kanpde.training.callbacks.lr_schedule import lr_factor
+from kanpde.training.callbacks.rad import rad_probabilities, rad_resample
+from kanpde.training.callbacks.rba import rba_update
 
 
 # --------------------------------------------------------------------------- RAD

@@ -8,11 +8,12 @@ import numpy as np
 import pytest
 import torch
 
-from kanpde.adaptive import slab_index
+from kanpde.training.callbacks.causal import slab_index
+from kanpde.training.callbacks.grid_extension import adam_moments, restore_moments
 from kanpde.models import KAN
-from kanpde.train import Trainer
-from problems.heat import Diffusion1D
-from problems.poisson import Poisson1D
+from kanpde.training.trainer import Trainer
+from kanpde.problems.heat import Diffusion1D
+from kanpde.problems.poisson import Poisson1D
 
 
 def _setup(problem, width, seed=0):
@@ -134,13 +135,12 @@ def test_carried_adam_moments_are_mapped_like_the_coefficients(f64):
         opt.zero_grad()
         net(x).square().mean().backward()
         opt.step()
-    trainer = Trainer(optimizer="adam", steps=10, extension_state="carry")
     old = [(layer.coef.detach().clone(), {k: v.clone() for k, v in opt.state[layer.coef].items()}) for layer in net.layers]
     old_base = opt.state[net.layers[0].scale_base]["exp_avg"].clone()
-    carried = trainer._adam_moments(opt, net, 10)
+    carried = adam_moments(opt, net, 10)
     net.extend_grid(10)
     new_opt = torch.optim.Adam(net.parameters(), lr=1e-2)
-    trainer._restore_moments(new_opt, net, *carried)
+    restore_moments(new_opt, net, *carried)
     for layer, (coef, state), (_, P) in zip(net.layers, old, carried[1]):
         mapped = lambda v, M=P: torch.einsum("ikj,ijo->iko", M, v)  # noqa: E731
         torch.testing.assert_close(layer.coef.detach(), mapped(coef), rtol=1e-12, atol=1e-13)  # the coefficients' map ...

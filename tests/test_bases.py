@@ -12,12 +12,12 @@ from numpy.polynomial import chebyshev as npcheb
 from torch.nn import functional as F
 
 from kanpde import Fields
-from kanpde.configs import config_dir
+from kanpde.experiment.configs import config_dir
 from kanpde.io import load_model, read_results, save_model
-from kanpde.jet import all_pairs, silu_derivatives
+from kanpde.models.jet import all_pairs, silu_derivatives
 from kanpde.models import BASES, KAN, ChebyshevKANLayer, RBFKANLayer
-from kanpde.run import ConfigError, build, run
-from kanpde.train import Trainer
+from kanpde.experiment.run import ConfigError, build, run
+from kanpde.training.trainer import Trainer
 
 F64 = torch.float64
 REL = 1e-10

@@ -5,7 +5,7 @@ import pytest
 import torch
 
 from kanpde import KAN
-from problems.poisson import Poisson2D
+from kanpde.problems.poisson import Poisson2D
 from conftest import load_script
 
 
@@ -79,7 +79,7 @@ def test_training_memory_grows_linearly_in_the_points(bench):
 
 def test_errors_on_a_million_points_need_one_chunk_of_memory(bench):
     """metrics.errors evaluates in chunks: 10^6 points peak at about the memory of one 65,536-point chunk."""
-    from kanpde.metrics import errors
+    from kanpde.pde.metrics import errors
 
     problem = Poisson2D()
     torch.manual_seed(0)

@@ -1,4 +1,4 @@
-"""kanpde.cache: hits and misses, parameter keys, corrupt files, the KANPDE_CACHE directory."""
+"""kanpde.io.cache: hits and misses, parameter keys, corrupt files, the KANPDE_CACHE directory."""
 from __future__ import annotations
 
 import re
@@ -8,8 +8,8 @@ import h5py
 import numpy as np
 import pytest
 
-from kanpde import cache
-from kanpde.cache import cache_dir, cache_path, cached_arrays, params_key
+from kanpde.io import cache
+from kanpde.io.cache import cache_dir, cache_path, cached_arrays, params_key
 
 
 class Counter:

@@ -10,9 +10,9 @@ from omegaconf import OmegaConf
 from torch import nn
 
 from kanpde import KAN, Fields, HardConstraint
-from kanpde.catalogue import describe, load_problem, main, problem_configs
-from kanpde.run import build
-from kanpde.train import Trainer
+from kanpde.experiment.catalogue import describe, load_problem, main, problem_configs
+from kanpde.experiment.run import build
+from kanpde.training.trainer import Trainer
 
 ALL = list(problem_configs())
 SMALL = {"n_interior": 300, "n_boundary": 120}
@@ -205,9 +205,9 @@ def test_every_problem_runs_end_to_end(name, model, tmp_path, monkeypatch):
     writes results.h5 and draws its plots (1-D, 2-D grids, scattered 2-D points, 3+ inputs, several outputs)."""
     from hydra import compose, initialize_config_dir
 
-    from kanpde.configs import config_dir
+    from kanpde.experiment.configs import config_dir
     from kanpde.io import read_results
-    from kanpde.run import run
+    from kanpde.experiment.run import run
 
     monkeypatch.setenv("KANPDE_CACHE", str(tmp_path / "cache"))
     small_points = [f"problem.{k}={v}" for k, v in {"n_interior": 64, "n_boundary": 32}.items()]

@@ -109,7 +109,7 @@ def test_wheel_ships_the_configs(tmp_path):
     subprocess.run([sys.executable, "-m", "pip", "install", "--no-deps", "-q", "--target", str(target), str(wheel)],
                    check=True, capture_output=True, timeout=300)
     env = {"PYTHONPATH": str(target)}
-    where = subprocess.run([sys.executable, "-c", "import kanpde.configs as c; print(c.config_dir())"], cwd=tmp_path,
+    where = subprocess.run([sys.executable, "-c", "import kanpde.experiment.configs as c; print(c.config_dir())"], cwd=tmp_path,
                            capture_output=True, text=True, env={**os.environ, **env}, check=True).stdout.strip()
     assert Path(where) == target / "kanpde" / "conf"
     # the CPU kernel's source ships too, and the installed package builds it (into a fresh cache)
@@ -120,7 +120,7 @@ def test_wheel_ships_the_configs(tmp_path):
     assert built == str(native.compiler() is not None)
     proc = kanpde("problem=poisson2d_sin", "--cfg", "job", cwd=tmp_path, env=env)
     assert proc.returncode == 0, proc.stderr
-    assert "problems.poisson.Poisson2DSin" in proc.stdout and "kanpde.models.KAN" in proc.stdout
+    assert "kanpde.problems.poisson.Poisson2DSin" in proc.stdout and "kanpde.models.KAN" in proc.stdout
     # the sweep presets and launcher configs (two levels deep in conf/) ship too
     proc = kanpde("+experiment=poisson_scaling_mlp", "--cfg", "job", cwd=tmp_path, env=env)
     assert proc.returncode == 0, proc.stderr

@@ -1,4 +1,4 @@
-"""kanpde.compare on synthetic results files with known numbers: table, seed statistics, slope fits,
+"""kanpde.analysis.compare on synthetic results files with known numbers: table, seed statistics, slope fits,
 fairness report, and runs that failed, never finished or left a corrupt file."""
 from __future__ import annotations
 
@@ -12,7 +12,7 @@ import numpy as np
 import pytest
 from omegaconf import OmegaConf
 
-from kanpde.compare import COLUMNS, compare, frontier, power_law_slope, series_label
+from kanpde.analysis.compare import COLUMNS, compare, frontier, power_law_slope, series_label
 from kanpde.io import write_results
 
 SEED_FACTOR = {0: 1.0, 1: 2.0, 2: 0.5}  # multiplicative per-seed spread: the median is the seed-0 value
@@ -56,7 +56,7 @@ def sweep(tmp_path):
     hydra_dir = root / "kan_killed" / ".hydra"
     hydra_dir.mkdir(parents=True)
     OmegaConf.save(OmegaConf.create({"model": {"_target_": "kanpde.models.KAN", "width": [2, 10, 1], "grid": 3, "k": 3},
-                                     "problem": {"_target_": "problems.poisson.Poisson2D"}, "seed": 4}), hydra_dir / "config.yaml")
+                                     "problem": {"_target_": "kanpde.problems.poisson.Poisson2D"}, "seed": 4}), hydra_dir / "config.yaml")
     OmegaConf.save(OmegaConf.create({"hydra": {"runtime": {"choices": {"problem": "poisson2d", "model": "kan"}}}}), hydra_dir / "hydra.yaml")
     (root / "kan_corrupt").mkdir()
     (root / "kan_corrupt" / "results.h5").write_bytes(b"\x89HDF\r\n\x1a\nthis is not a whole file")
@@ -182,16 +182,16 @@ def test_series_labels():
 
 
 def test_cli_reports_missing_or_empty_directory(tmp_path):
-    proc = subprocess.run([sys.executable, "-m", "kanpde.compare", str(tmp_path / "nope")], capture_output=True, text=True)
+    proc = subprocess.run([sys.executable, "-m", "kanpde.analysis.compare", str(tmp_path / "nope")], capture_output=True, text=True)
     assert proc.returncode == 2 and "no sweep directory" in proc.stderr and "nope" in proc.stderr
-    proc = subprocess.run([sys.executable, "-m", "kanpde.compare", str(tmp_path)], capture_output=True, text=True)
+    proc = subprocess.run([sys.executable, "-m", "kanpde.analysis.compare", str(tmp_path)], capture_output=True, text=True)
     assert proc.returncode == 2 and "no runs under" in proc.stderr
     assert not (tmp_path / "comparison.csv").exists()
 
 
 def test_cli_summarises_and_warns_about_bad_runs(sweep):
     root, _ = sweep
-    proc = subprocess.run([sys.executable, "-m", "kanpde.compare", str(root)], capture_output=True, text=True)
+    proc = subprocess.run([sys.executable, "-m", "kanpde.analysis.compare", str(root)], capture_output=True, text=True)
     assert proc.returncode == 0, proc.stderr
     assert "12 runs (ok 9, failed 1, incomplete 2)" in proc.stdout
     assert "KAN [2,5,1]: MSE slope -4.00" in proc.stdout
@@ -199,7 +199,7 @@ def test_cli_summarises_and_warns_about_bad_runs(sweep):
 
 
 def test_grid_extensions_read_from_history():
-    from kanpde.plot import grid_extensions
+    from kanpde.analysis.figures import grid_extensions
     h = {"step": np.array([0, 10, 20, 30, 40]), "grid": np.array([5.0, 5.0, 10.0, 10.0, 20.0])}
     assert grid_extensions(h) == {20: 10, 40: 20}
     assert grid_extensions({"step": np.array([0, 10]), "grid": np.array([0.0, 0.0])}) == {}  # an MLP

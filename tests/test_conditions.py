@@ -15,7 +15,7 @@ from torch import nn
 
 from kanpde import (MLP, Box, Dirichlet, Disk, Fields, HardConstraint, Initial, InitialRate, Interval, Observations,
                     Periodic, Problem, Robin, TimeDomain)
-from kanpde.constraints import function_jet
+from kanpde.pde.constraints import function_jet
 from kanpde.io import read_results
 
 ROOT = Path(__file__).resolve().parents[1]

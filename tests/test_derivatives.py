@@ -1,4 +1,4 @@
-"""Tests for kanpde.derivatives.Fields against hand-derived derivatives."""
+"""Tests for kanpde.pde.derivatives.Fields against hand-derived derivatives."""
 import pytest
 import torch
 from torch import nn

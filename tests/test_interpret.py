@@ -9,7 +9,7 @@ import torch
 
 from kanpde.interpret.formula import evaluate, formula, raw_formula, snap
 from kanpde.interpret.importance import edge_scores, node_scores, prune
-from kanpde.interpret.symbolic import auto_symbolic, edge_forms
+from kanpde.interpret.auto_symbolic import auto_symbolic, edge_forms
 from kanpde.io import load_model, save_model
 from kanpde.models import KAN, MLP
 

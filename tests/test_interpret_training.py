@@ -10,14 +10,14 @@ import torch
 from hydra import compose, initialize_config_dir
 
 from kanpde import Dirichlet, Fields, Interval, Problem
-from kanpde.configs import config_dir
+from kanpde.experiment.configs import config_dir
 from kanpde.interpret.__main__ import main as interpret_main
 from kanpde.interpret.formula import evaluate, formula
 from kanpde.io import read_results
 from kanpde.models import KAN
 from kanpde.models.functions import LIBRARY
-from kanpde.run import ConfigError, TrainingFailed, run
-from kanpde.train import Trainer
+from kanpde.experiment.run import ConfigError, TrainingFailed, run
+from kanpde.training.trainer import Trainer
 
 
 class ExpProblem(Problem):

@@ -1,15 +1,15 @@
-"""The forward derivative back end (kanpde.jet, forward_jet) against nested autograd, in float64."""
+"""The forward derivative back end (kanpde.models.jet, forward_jet) against nested autograd, in float64."""
 import pytest
 import torch
 from torch import nn
 
 from kanpde import KAN, MLP, Fields
-from kanpde.derivatives import resolve_backend
-from kanpde.jet import ACTIVATION_DERIVATIVES, Jet, all_pairs, silu_derivatives, supports_jet
-from kanpde.metrics import predict
+from kanpde.pde.derivatives import resolve_backend
+from kanpde.models.jet import ACTIVATION_DERIVATIVES, Jet, all_pairs, silu_derivatives, supports_jet
+from kanpde.pde.metrics import predict
 from kanpde.models import native
 from kanpde.models.basis import bspline_cells, cell_polynomials, cox_de_boor_basis
-from problems.poisson import Poisson2D
+from kanpde.problems.poisson import Poisson2D
 
 F64 = torch.float64
 REL = 1e-10

@@ -1,4 +1,4 @@
-"""Tests for kanpde.metrics: errors of a model with a known perturbation of the exact solution."""
+"""Tests for kanpde.pde.metrics: errors of a model with a known perturbation of the exact solution."""
 import math
 from math import pi
 
@@ -6,7 +6,7 @@ import pytest
 import torch
 from torch import nn
 
-from kanpde.metrics import errors, errors_against, relative_l2
+from kanpde.pde.metrics import errors, errors_against, relative_l2
 
 F64 = torch.float64
 

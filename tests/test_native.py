@@ -6,7 +6,7 @@ import pytest
 import torch
 
 from kanpde import KAN
-from kanpde.jet import all_pairs
+from kanpde.models.jet import all_pairs
 from kanpde.models import native
 
 F64 = torch.float64

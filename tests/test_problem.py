@@ -1,4 +1,4 @@
-"""Tests for kanpde.problem.Problem, kanpde.conditions and the Poisson problems."""
+"""Tests for kanpde.pde.problem.Problem, kanpde.pde.conditions and the Poisson problems."""
 from math import pi
 
 import pytest
@@ -6,7 +6,7 @@ import torch
 from torch import nn
 
 from kanpde import Box, Dirichlet, Fields, Interval, Neumann, Problem
-from problems.poisson import Poisson1D, Poisson2D, Poisson2DSin
+from kanpde.problems.poisson import Poisson1D, Poisson2D, Poisson2DSin
 
 F64 = torch.float64
 

@@ -6,8 +6,8 @@ import numpy as np
 import pytest
 from scipy.integrate import quad
 
-import problems.references as refs
-from problems.references import (
+import kanpde.problems.references as refs
+from kanpde.problems.references import (
     BURGERS_NU,
     allen_cahn_etdrk4,
     allen_cahn_initial,

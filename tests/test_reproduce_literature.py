@@ -138,8 +138,8 @@ def test_each_best_preset_builds_within_its_comparisons_size(lit, problem):
     KAN at the final grid is no larger than the target allows (or is the target's width)."""
     from hydra import compose, initialize_config_dir
 
-    from kanpde.configs import config_dir
-    from kanpde.run import build, resolve_width
+    from kanpde.experiment.configs import config_dir
+    from kanpde.experiment.run import build, resolve_width
 
     for quick in (False, True):
         with initialize_config_dir(config_dir=str(config_dir()), version_base="1.3"):

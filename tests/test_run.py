@@ -1,4 +1,4 @@
-"""kanpde.run in-process, from configs composed like the command line does: reproducibility and the failure path."""
+"""kanpde.experiment.run in-process, from configs composed like the command line does: reproducibility and the failure path."""
 from __future__ import annotations
 
 import math
@@ -8,9 +8,9 @@ import torch
 from hydra import compose, initialize_config_dir
 
 from kanpde import MLP
-from kanpde.configs import config_dir
+from kanpde.experiment.configs import config_dir
 from kanpde.io import load_model, read_results
-from kanpde.run import ConfigError, TrainingFailed, run
+from kanpde.experiment.run import ConfigError, TrainingFailed, run
 
 
 def _cfg(*overrides: str):

@@ -1,5 +1,5 @@
 """Sweeps: thread shares per job, the comparison presets, and real (tiny) multiruns through the basic,
-joblib and submitit-local launchers, then kanpde.compare on what they wrote."""
+joblib and submitit-local launchers, then kanpde.analysis.compare on what they wrote."""
 from __future__ import annotations
 
 import csv
@@ -13,10 +13,10 @@ import pytest
 from hydra import compose, initialize_config_dir
 from omegaconf import OmegaConf
 
-from kanpde.compare import compare
-from kanpde.configs import config_dir
+from kanpde.analysis.compare import compare
+from kanpde.experiment.configs import config_dir
 from kanpde.io import read_results
-from kanpde.threads import available_cores, job_threads
+from kanpde.experiment.threads import available_cores, job_threads
 from conftest import load_script
 
 ROOT = Path(__file__).resolve().parents[1]

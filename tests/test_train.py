@@ -8,9 +8,9 @@ import torch
 from torch import nn
 
 from kanpde import KAN, MLP
-from kanpde.metrics import errors
-from kanpde.train import Trainer
-from problems.poisson import Poisson1D
+from kanpde.pde.metrics import errors
+from kanpde.training.trainer import Trainer
+from kanpde.problems.poisson import Poisson1D
 
 
 @pytest.fixture
@@ -98,7 +98,7 @@ def test_non_finite_loss_stops_and_restores_last_good_state(problem):
         ({"device": "tpu"}, "trainer.device"),
         ({"optimizer": "adam_lbfgs", "steps": 10, "adam_steps": 10}, "trainer.adam_steps"),
         ({"grid_extension": {"at": [5], "grids": []}}, "trainer.grid_extension"),
-        ({"grid_extension": {"at": [50], "grids": [10]}, "steps": 40}, "trainer.grid_extension.at"),
+        ({"grid_extension": {"at": [9, 5], "grids": [10, 20]}}, "trainer.grid_extension.at"),
         ({"grid_extension": {"at": [5], "grids": [10], "every": 3}}, "trainer.grid_extension"),
         ({"grid_update": "always"}, "trainer.grid_update"),
         ({"derivatives": "reverse"}, "trainer.derivatives"),
@@ -214,3 +214,15 @@ def test_compile_leaves_higher_order_residuals_eager():
         trainer = Trainer(optimizer="adam", lr=1e-2, steps=3, log_every=1, progress=False, device="cpu", compile=compiled)
         hist[compiled] = torch.tensor(trainer.fit(problem, model, problem.sample_points(0)).history["loss"])
     assert ((hist[True] - hist[False]).abs() / hist[False].abs()).max() < 1e-9
+
+
+def test_extensions_past_the_budget_are_skipped_with_a_note(f64):
+    """trainer.steps=100 with the default KAN's schedule (extensions at 300 and 700) trains, extending nothing."""
+    trainer = Trainer(optimizer="lbfgs", steps=6, progress=False, device="cpu", grid_extension={"at": [3, 300], "grids": [10, 20]})
+    model = _kan()
+    assert trainer.extensions_for(model) == {3: 10}
+    notes = trainer.schedule_notes(model)
+    assert any("G=20 at step 300" in n and "skipped" in n for n in notes)
+    problem = Poisson1D(n_interior=32, n_boundary=2)
+    res = trainer.fit(problem, model, problem.sample_points(0))
+    assert res.status == "ok" and model.grid == 10

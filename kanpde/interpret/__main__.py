@@ -15,11 +15,11 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from ..io import load_model, read_results
-from ..models.kan import KAN
-from . import formula as formulas
-from .plot import plot_activations
-from .symbolic import auto_symbolic, check_library
+from kanpde.io import load_model, read_results
+from kanpde.models.kan import KAN
+from kanpde.interpret import formula as formulas
+from kanpde.interpret.activations import plot_activations
+from kanpde.interpret.auto_symbolic import auto_symbolic, check_library
 
 
 class InterpretError(Exception):

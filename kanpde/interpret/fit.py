@@ -18,7 +18,7 @@ import numpy as np
 import torch
 from scipy.optimize import least_squares
 
-from ..models.functions import LIBRARY, Function, function
+from kanpde.models.functions import LIBRARY, Function, function
 
 __all__ = ["SymbolicFit", "fit_function", "fit_library", "choose"]
 

@@ -16,9 +16,9 @@ import numpy as np
 import sympy as sp
 import torch
 
-from ..models.functions import function
-from ..models.kan import KAN
-from .network import kan_of
+from kanpde.models.functions import function
+from kanpde.models.kan import KAN
+from kanpde.interpret.network import kan_of
 
 MAX_DENOMINATOR = 12
 """Snapping to rationals p/q (times 1 or pi) uses denominators up to this."""

@@ -11,8 +11,8 @@ import copy
 
 import torch
 
-from ..models.kan import KAN
-from .network import kan_of
+from kanpde.models.kan import KAN
+from kanpde.interpret.network import kan_of
 
 
 @torch.no_grad()

@@ -3,7 +3,8 @@ from __future__ import annotations
 
 from torch import nn
 
-from ..models.kan import KAN
+from kanpde.models.kan import KAN
+from kanpde.pde.constraints import HardConstraint
 
 
 def kan_of(model: nn.Module) -> KAN:
@@ -15,3 +16,12 @@ def kan_of(model: nn.Module) -> KAN:
             raise TypeError(f"interpretation needs a KAN; got {type(model).__name__}")
         seen = inner
     return seen
+
+
+def require_kan(model: nn.Module, setting: str) -> KAN:
+    """The KAN ``model`` is or wraps, or a ValueError saying that ``setting`` needs one."""
+    try:
+        return kan_of(model)
+    except TypeError:
+        inner = model.net if isinstance(model, HardConstraint) else model
+        raise ValueError(f"{setting} needs a KAN model, got {type(inner).__name__}") from None

@@ -1,8 +1,8 @@
 """Models: KAN (B-spline, Chebyshev or RBF edges) and MLP, both mapping x: (batch, n_in) to (batch, n_out)."""
-from .chebyshev import ChebyshevKANLayer
-from .edge import EdgeLayer
-from .kan import BASES, KAN, KANLayer
-from .mlp import MLP
-from .rbf import RBFKANLayer
+from kanpde.models.chebyshev import ChebyshevKANLayer
+from kanpde.models.edge import EdgeLayer
+from kanpde.models.kan import BASES, KAN, KANLayer
+from kanpde.models.mlp import MLP
+from kanpde.models.rbf import RBFKANLayer
 
 __all__ = ["BASES", "KAN", "KANLayer", "ChebyshevKANLayer", "RBFKANLayer", "EdgeLayer", "MLP"]

@@ -13,8 +13,8 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from .. import checks
-from .edge import DenseEdgeLayer
+from kanpde import checks
+from kanpde.models.edge import DenseEdgeLayer
 
 
 def chebyshev_derivatives(z: torch.Tensor, n_basis: int, order: int, dim: int = -1) -> list[torch.Tensor]:

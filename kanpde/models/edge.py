@@ -15,9 +15,9 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
-from .. import checks
-from ..jet import Jet, silu_derivatives
-from .symbolic import SymbolicEdges
+from kanpde import checks
+from kanpde.models.jet import Jet, silu_derivatives
+from kanpde.models.symbolic_edges import SymbolicEdges
 
 
 class EdgeLayer(nn.Module, ABC):

@@ -1,7 +1,7 @@
 """Library of named 1-D functions that a symbolic KAN edge can take, as c·f(a·x + b) + d.
 
 Each :class:`Function` gives f in three forms: torch (with closed-form derivatives up to any
-order, so a symbolic edge can feed the jet propagation of ``kanpde.jet`` without nested
+order, so a symbolic edge can feed the jet propagation of ``kanpde.models.jet`` without nested
 autograd), numpy (for fast fitting, ``kanpde.interpret.fit``) and sympy (for printing formulas;
 sympy is imported only when asked for).  ``complexity`` ranks forms from simple to elaborate so
 that a fit can prefer the simpler of two nearly equal candidates.  Inner parameters that would be

@@ -16,15 +16,15 @@ from torch import nn
 from torch.autograd.function import once_differentiable
 from torch.nn import functional as F
 
-from .. import checks
-from ..jet import Jet, Pairs, silu_derivatives
-from . import native
-from .basis import (bspline_cells, cell_polynomials, falling_factorial, pad_coefficients, padded_bspline_basis,
+from kanpde import checks
+from kanpde.models.jet import Jet, Pairs, silu_derivatives
+from kanpde.models import native
+from kanpde.models.basis import (bspline_cells, cell_polynomials, falling_factorial, pad_coefficients, padded_bspline_basis,
                     padded_bspline_derivatives, power_derivatives, uniform_bspline_basis)
-from .chebyshev import ChebyshevKANLayer
-from .edge import EdgeLayer
-from .normalize import BoxNormalizer
-from .rbf import RBFKANLayer
+from kanpde.models.chebyshev import ChebyshevKANLayer
+from kanpde.models.edge import EdgeLayer
+from kanpde.models.normalize import BoxNormalizer
+from kanpde.models.rbf import RBFKANLayer
 
 
 class _EdgeDerivatives(torch.autograd.Function):
@@ -332,7 +332,7 @@ class KAN(nn.Module):
     def forward_jet(self, x: torch.Tensor, pairs: Pairs = ()) -> Jet:
         """Value, first partials and the second partials ``pairs`` of the output at x: (batch, width[0]).
 
-        One forward pass propagating derivatives layer by layer (see :mod:`kanpde.jet`); the
+        One forward pass propagating derivatives layer by layer (see :mod:`kanpde.models.jet`); the
         derivative back end of :class:`kanpde.Fields`.  When x requires grad, the result also
         carries its graph to x (for partials above second order, by autograd from here).
         """

@@ -6,9 +6,9 @@ from typing import Any, Sequence
 import torch
 from torch import nn
 
-from .. import checks
-from ..jet import Jet, Pairs, activation
-from .normalize import BoxNormalizer
+from kanpde import checks
+from kanpde.models.jet import Jet, Pairs, activation
+from kanpde.models.normalize import BoxNormalizer
 
 ACTIVATIONS = {"tanh": nn.Tanh, "silu": nn.SiLU, "sin": None, "gelu": nn.GELU, "softplus": nn.Softplus}
 
@@ -60,7 +60,7 @@ class MLP(nn.Module):
 
     def forward_jet(self, x: torch.Tensor, pairs: Pairs = ()) -> Jet:
         """Value, first partials and the second partials ``pairs`` of the output at x: (batch, width[0]),
-        propagated layer by layer (see :mod:`kanpde.jet`)."""
+        propagated layer by layer (see :mod:`kanpde.models.jet`)."""
         jet = self.normalize.forward_jet(x, pairs)
         for layer in self.net:
             if isinstance(layer, nn.Linear):

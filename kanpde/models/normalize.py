@@ -6,7 +6,7 @@ from typing import Sequence
 import torch
 from torch import nn
 
-from ..jet import Jet, Pairs
+from kanpde.models.jet import Jet, Pairs
 
 
 class BoxNormalizer(nn.Module):

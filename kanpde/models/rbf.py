@@ -16,8 +16,8 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from .. import checks
-from .edge import DenseEdgeLayer
+from kanpde import checks
+from kanpde.models.edge import DenseEdgeLayer
 
 
 def gaussian_derivatives(x: torch.Tensor, lo: torch.Tensor, step: torch.Tensor, n_basis: int, order: int) -> list[torch.Tensor]:

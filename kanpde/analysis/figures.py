@@ -11,7 +11,7 @@ matplotlib.use("Agg")  # files only; never needs a display
 import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 
-from .io import atomic_path  # noqa: E402
+from kanpde.io import atomic_path  # noqa: E402
 
 
 def _save(fig: plt.Figure, path: str | os.PathLike) -> Path:

@@ -3,7 +3,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-_HERE = Path(__file__).resolve().parent
+_HERE = Path(__file__).resolve().parent.parent  # the kanpde package directory
 
 
 def config_dir() -> Path:

@@ -20,9 +20,9 @@ import torch
 from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 
-from ..io import atomic_path
-from .importance import edge_scores
-from .network import kan_of
+from kanpde.io import atomic_path
+from kanpde.interpret.importance import edge_scores
+from kanpde.interpret.network import kan_of
 
 __all__ = ["EdgeCurve", "activation_curves", "format_symbolic", "plot_activations"]
 

@@ -10,9 +10,9 @@ from typing import Callable, Sequence, Union
 
 import torch
 
-from . import checks
-from .derivatives import Fields
-from .geometry import Domain, TimeDomain
+from kanpde import checks
+from kanpde.pde.derivatives import Fields
+from kanpde.geometry import Domain, TimeDomain
 
 Value = Union[float, Callable[[torch.Tensor], torch.Tensor]]
 """A condition's right-hand side: a constant, or a function of the points x: (n, dim) -> (n,)."""

@@ -12,14 +12,16 @@ from typing import Any, Mapping
 import torch
 from omegaconf import DictConfig, OmegaConf
 
-from . import checks, metrics, plot
-from .threads import job_threads
-from .interpret import formula as formulas
-from .interpret.plot import plot_activations
-from .interpret.symbolic import edge_forms
-from .io import read_results, save_model, write_results
-from .models.kan import KAN
-from .problem import Problem
+from kanpde import checks
+from kanpde.pde import metrics
+from kanpde.analysis import figures as plot
+from kanpde.experiment.threads import job_threads
+from kanpde.interpret import formula as formulas
+from kanpde.interpret.activations import plot_activations
+from kanpde.interpret.auto_symbolic import edge_forms
+from kanpde.io import read_results, save_model, write_results
+from kanpde.models.kan import KAN
+from kanpde.pde.problem import Problem
 
 
 class ConfigError(ValueError):
@@ -155,7 +157,7 @@ def run(
     """Run the experiment described by ``cfg``, writing ``results.h5``, ``model.pt`` and plots into ``output_dir``.
 
     ``launcher`` is the Hydra launcher config when the run is one job of a sweep; with ``threads=auto``
-    it decides this job's share of the machine's cores (:func:`kanpde.threads.job_threads`).
+    it decides this job's share of the machine's cores (:func:`kanpde.experiment.threads.job_threads`).
     Returns the root attributes written to ``results.h5``.  Raises :class:`ConfigError` before any
     training for a bad config value, and :class:`TrainingFailed` after writing the results when
     training stopped early.

@@ -8,11 +8,11 @@ from typing import Any, Mapping, Sequence
 import torch
 from torch import nn
 
-from . import checks
-from .conditions import Condition, Dirichlet, Initial
-from .constraints import HardConstraint
-from .derivatives import Fields, Plan
-from .geometry import SAMPLERS, Domain
+from kanpde import checks
+from kanpde.pde.conditions import Condition, Dirichlet, Initial
+from kanpde.pde.constraints import HardConstraint
+from kanpde.pde.derivatives import Fields, Plan
+from kanpde.geometry import SAMPLERS, Domain
 
 Points = dict[str, dict[str, torch.Tensor]]
 """Collocation points by loss term: ``{"pde": {"x": ...}, "<condition name>": {"x": ..., "normal": ...}}``."""
@@ -37,7 +37,7 @@ class Problem(ABC):
             ``{name: initial value}``; the residual reads them with :meth:`unknown`.
 
     Class attributes a subclass may set besides ``name``, ``inputs`` and ``outputs``:
-    ``published``, the literature's figures for this problem (shown by ``python -m kanpde.catalogue``),
+    ``published``, the literature's figures for this problem (shown by ``python -m kanpde.experiment.catalogue``),
     each a dict with ``method``, ``metric``, ``value`` and optionally ``params`` and ``source``;
     ``true_unknowns``, for an inverse problem with a known answer, the unknowns' true values.
     """

@@ -1,6 +1,6 @@
 """Gather the ``results.h5`` of many runs (a sweep) into one comparison: table, scaling fits, plots, ``summary.h5``.
 
-``python -m kanpde.compare <sweep dir>`` (or :func:`compare`) writes into that directory:
+``python -m kanpde.analysis.compare <sweep dir>`` (or :func:`compare`) writes into that directory:
 
 - ``comparison.csv`` / ``comparison.md``: one row per run (:data:`COLUMNS`); the Markdown report also
   summarises seeds (median, min–max), the fitted scaling slopes, the training settings that were
@@ -30,8 +30,8 @@ import h5py
 import numpy as np
 from omegaconf import OmegaConf
 
-from . import plot
-from .io import atomic_path, read_results
+from kanpde.analysis import figures as plot
+from kanpde.io import atomic_path, read_results
 
 COLUMNS = ("problem", "family", "width", "grid", "k", "n_params", "rel_l2", "mse", "h1_sq",
            "wall_time_s", "ms_per_step", "seed", "status", "run_dir")
@@ -75,7 +75,7 @@ class Comparison:
 
 def width_text(width: Iterable[int] | None) -> str:
     """``[2, 10, 1]`` -> ``"[2,10,1]"`` (empty for no width); ``["in", 10, "out"]`` -> ``"[in,10,out]"``."""
-    # a config not yet resolved may hold the placeholders "in"/"out" (see kanpde.run.resolve_width)
+    # a config not yet resolved may hold the placeholders "in"/"out" (see kanpde.experiment.run.resolve_width)
     return "[" + ",".join(w if isinstance(w, str) else str(int(w)) for w in width) + "]" if width is not None and len(list(width)) else ""
 
 
@@ -416,8 +416,8 @@ def compare(sweep_dir: str | Path, out_dir: str | Path | None = None, dynamics: 
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    """``python -m kanpde.compare <sweep dir> [--out DIR] [--dynamics GLOB ...]``."""
-    ap = argparse.ArgumentParser(prog="python -m kanpde.compare", description=__doc__.split("\n\n")[0])
+    """``python -m kanpde.analysis.compare <sweep dir> [--out DIR] [--dynamics GLOB ...]``."""
+    ap = argparse.ArgumentParser(prog="python -m kanpde.analysis.compare", description=__doc__.split("\n\n")[0])
     ap.add_argument("sweep_dir", type=Path, help="directory with run directories (results.h5) below it")
     ap.add_argument("--out", type=Path, default=None, help="where to write the comparison (default: sweep_dir)")
     ap.add_argument("--dynamics", nargs="+", default=None, metavar="GLOB",
@@ -426,12 +426,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         cmp = compare(args.sweep_dir, args.out, args.dynamics)
     except FileNotFoundError as e:
-        print(f"kanpde.compare: {e}", file=sys.stderr)
+        print(f"kanpde.analysis.compare: {e}", file=sys.stderr)
         return 2
     for r in cmp.runs:
         if r.row["status"] != "ok":
-            print(f"kanpde.compare: {r.row['status']} run {r.row['run_dir']}: {r.note or 'no message'}", file=sys.stderr)
-    print(f"kanpde.compare: {len(cmp.runs)} runs (ok {cmp.count('ok')}, failed {cmp.count('failed')}, "
+            print(f"kanpde.analysis.compare: {r.row['status']} run {r.row['run_dir']}: {r.note or 'no message'}", file=sys.stderr)
+    print(f"kanpde.analysis.compare: {len(cmp.runs)} runs (ok {cmp.count('ok')}, failed {cmp.count('failed')}, "
           f"incomplete {cmp.count('incomplete')}) -> " + ", ".join(str(p) for p in cmp.files.values()))
     for (problem, series), f in sorted(cmp.fits.items()):
         print(f"  {problem} {series}: MSE slope {f['slope_mse']:.2f}, H1² slope {f['slope_h1_sq']:.2f}")

@@ -7,10 +7,10 @@ from typing import Sequence
 import numpy as np
 import torch
 
-from ..models.functions import LIBRARY, function
-from ..models.kan import KAN
-from .fit import SymbolicFit, choose, fit_library
-from .network import kan_of
+from kanpde.models.functions import LIBRARY, function
+from kanpde.models.kan import KAN
+from kanpde.interpret.fit import SymbolicFit, choose, fit_library
+from kanpde.interpret.network import kan_of
 
 
 @dataclass(frozen=True)

@@ -1,246 +1,17 @@
-"""Domains and collocation-point sampling for physics-informed training.
-
-This module holds the sampling helpers, the :class:`Domain` base class, axis-aligned boxes
-(:class:`Box`, :class:`Interval`) and space-time cylinders (:class:`TimeDomain`).  Balls, polygons
-and the set operations (``a | b``, ``a - b``, ``a & b``) live in :mod:`kanpde.shapes` and are
-re-exported here.
-
-All methods return float64 CPU tensors; the trainer moves them to its own dtype and device.
-"""
+"""Axis-aligned boxes (:class:`Box`, :class:`Interval`) and space-time cylinders (:class:`TimeDomain`)."""
 from __future__ import annotations
 
 import math
 import numbers
-import warnings
-from abc import ABC, abstractmethod
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 
 import numpy as np
 import torch
-from scipy.stats import qmc
-
-from . import checks
-
-SAMPLERS = ("uniform", "sobol", "halton", "lhs")
-
-MC_POINTS = 2**18
-"""Sobol points (fixed seed 0) behind every Monte Carlo volume estimate, see :meth:`Domain.measure`."""
-
-MIN_ACCEPTANCE = 1e-4
-"""Rejection sampling from the bounding box refuses domains filling less than this fraction of it."""
-
-_MAX_BATCH = 1 << 20  # candidates drawn at once by rejection samplers
 
 
-def _make_engine(cls, dim: int, rng: np.random.Generator, **kwargs):
-    """Build a scipy QMC engine seeded by ``rng`` (scipy >= 1.15 calls it ``rng``, older ``seed``)."""
-    try:
-        return cls(dim, rng=rng, **kwargs)
-    except TypeError:
-        return cls(dim, seed=rng, **kwargs)
-
-
-def _check_method(method: str) -> str:
-    if method not in SAMPLERS:
-        raise ValueError(f"method must be one of {SAMPLERS}; got {method!r}")
-    return method
-
-
-def unit_samples(n: int, dim: int, method: str, rng: np.random.Generator) -> np.ndarray:
-    """Draw ``n`` points in the unit cube [0, 1)^dim with ``method``; returns (n, dim) float64."""
-    _check_method(method)
-    if method == "uniform":
-        return rng.random((n, dim))
-    if method == "sobol":
-        engine = _make_engine(qmc.Sobol, dim, rng, scramble=True)
-    elif method == "halton":
-        engine = _make_engine(qmc.Halton, dim, rng, scramble=True)
-    else:
-        engine = _make_engine(qmc.LatinHypercube, dim, rng)
-    with warnings.catch_warnings():
-        warnings.filterwarnings("ignore", message=".*balance properties of Sobol.*")
-        return np.asarray(engine.random(n), dtype=np.float64)
-
-
-def _rng(seed: int | None, *extra: int) -> np.random.Generator:
-    """Deterministic generator from ``seed`` (and sub-stream indices); fresh entropy if seed is None."""
-    if seed is None:
-        return np.random.default_rng()
-    return np.random.default_rng([int(seed), *extra]) if extra else np.random.default_rng(seed)
-
-
-def _subseed(seed: int | None, *extra: int) -> int | None:
-    """An integer seed for a sub-sampler, derived from ``seed`` and ``extra``; None stays None."""
-    return None if seed is None else int(_rng(seed, *extra).integers(2**62))
-
-
-def _random_pairing(n: int, method: str, rng: np.random.Generator) -> np.ndarray:
-    """``n`` one-dimensional unit samples in random order, (n,).
-
-    Two separately scrambled Sobol (or Halton) sequences paired index by index are functions of
-    the same index, so the pairs fall on a curve; shuffling one of them keeps its stratified
-    marginal and makes the pairing random.
-    """
-    return unit_samples(n, 1, method, rng)[rng.permutation(n), 0]
-
-
-def _mc_volume(inside: Callable[[torch.Tensor], torch.Tensor], lower: torch.Tensor, upper: torch.Tensor) -> float:
-    """Monte Carlo volume of {x in [lower, upper] : inside(x)} from ``MC_POINTS`` Sobol points, seed 0."""
-    extent = upper - lower
-    if not bool((extent > 0).all()):
-        return 0.0
-    u = torch.from_numpy(unit_samples(MC_POINTS, lower.numel(), "sobol", _rng(0)))
-    return float(inside(lower + u * extent).double().mean()) * float(extent.prod())
-
-
-class Domain(ABC):
-    """Abstract base class for a closed domain in R^dim.
-
-    A subclass provides ``bounds``, ``inside``, ``on_boundary``, ``sample_boundary`` and
-    ``normal``; it inherits rejection sampling of the interior, a Monte Carlo ``measure`` and a
-    grid filtered to the domain, and overrides them where it can do better.  ``a | b``,
-    ``a - b`` and ``a & b`` build a :class:`~kanpde.shapes.Union`, ``Difference`` or
-    ``Intersection``.
-    """
-
-    dim: int
-
-    @abstractmethod
-    def bounds(self) -> tuple[torch.Tensor, torch.Tensor]:
-        """Bounding box: (lower (dim,), upper (dim,)) float64."""
-
-    @abstractmethod
-    def inside(self, x: torch.Tensor) -> torch.Tensor:
-        """x: (n, dim) -> bool (n,); the boundary counts as inside."""
-
-    @abstractmethod
-    def on_boundary(self, x: torch.Tensor, tol: float = 1e-9) -> torch.Tensor:
-        """x: (n, dim) -> bool (n,); ``tol`` is relative to the largest extent."""
-
-    @abstractmethod
-    def sample_boundary(self, n: int, method: str = "uniform", seed: int | None = None) -> torch.Tensor:
-        """(n, dim) points on the boundary, uniform with respect to its measure."""
-
-    @abstractmethod
-    def normal(self, x: torch.Tensor) -> torch.Tensor:
-        """Outward unit normals at boundary points x: (n, dim) -> (n, dim)."""
-
-    # -- helpers shared by subclasses -------------------------------------------------------
-
-    def _as_points(self, x: torch.Tensor) -> torch.Tensor:
-        x = torch.as_tensor(x, dtype=torch.float64)
-        if x.ndim != 2 or x.shape[1] != self.dim:
-            raise ValueError(f"x must have shape (n, {self.dim}); got {tuple(x.shape)}")
-        return x
-
-    def _points_keep_dtype(self, x: torch.Tensor) -> torch.Tensor:
-        """Like ``_as_points`` but a floating tensor keeps its dtype, device and autograd graph
-        (distance functions run on the trainer's points)."""
-        if not (isinstance(x, torch.Tensor) and x.is_floating_point()):
-            return self._as_points(x)
-        if x.ndim != 2 or x.shape[1] != self.dim:
-            raise ValueError(f"x must have shape (n, {self.dim}); got {tuple(x.shape)}")
-        return x
-
-    def _scale(self) -> float:
-        """The largest extent of the bounding box; tolerances are relative to it."""
-        lo, hi = self.bounds()
-        return float((hi - lo).max())
-
-    def _bbox_volume(self) -> float:
-        lo, hi = self.bounds()
-        return float((hi - lo).clamp(min=0).prod())
-
-    # -- measures ---------------------------------------------------------------------------
-
-    def measure(self) -> float:
-        """Volume (area in 2-D, length in 1-D).
-
-        The base class estimates it by Monte Carlo: the fraction of ``MC_POINTS`` (2**18)
-        scrambled Sobol points (fixed seed 0) of the bounding box that ``inside`` accepts, times
-        the box volume; the estimate is cached.  Shapes with a formula override it.
-        """
-        if getattr(self, "_measure_mc", None) is None:
-            lo, hi = self.bounds()
-            self._measure_mc = _mc_volume(self.inside, lo, hi)
-        return self._measure_mc
-
-    def boundary_measure(self) -> float:
-        """Measure of the boundary (perimeter in 2-D, surface area in 3-D, number of end points in 1-D)."""
-        raise NotImplementedError(f"{type(self).__name__} does not define boundary_measure()")
-
-    def distance(self, x: torch.Tensor) -> torch.Tensor:
-        """A smooth distance-like function (n,): > 0 inside, exactly 0 on the whole boundary.
-
-        Used for hard boundary constraints, u = lift + distance * net.  It need not be the
-        Euclidean distance, and its sign outside the domain is unspecified.  Unlike the other
-        methods it keeps x's dtype and device and is differentiable in x.
-        """
-        raise NotImplementedError(f"{type(self).__name__} has no distance() function")
-
-    # -- sampling -----------------------------------------------------------------------------
-
-    def sample_interior(self, n: int, method: str = "uniform", seed: int | None = None) -> torch.Tensor:
-        """(n, dim) points inside the domain, by rejection from the bounding box.
-
-        Candidates are ``method`` samples of the bounding box (batch k from sub-stream k of
-        ``seed``); the first ``n`` that ``inside`` accepts are returned, so a QMC sequence keeps
-        its order.  Cost: each accepted point takes on average (bounding-box volume / domain
-        volume) draws and ``inside`` evaluations, e.g. 1000 for a sliver filling 0.1% of its
-        box.  Raises ValueError when that fraction (from :meth:`measure`) is below
-        ``MIN_ACCEPTANCE`` (1e-4).
-        """
-        n = checks.positive_int("n", n)
-        _check_method(method)
-        lo, hi = self.bounds()
-        box_volume = self._bbox_volume()
-        acceptance = self.measure() / box_volume if box_volume > 0 else 0.0
-        if not acceptance >= MIN_ACCEPTANCE:
-            raise ValueError(
-                f"{type(self).__name__}.sample_interior: the domain fills only {acceptance:.3g} of its bounding box "
-                f"(need >= {MIN_ACCEPTANCE:g} for rejection sampling); it is empty or too thin")
-        kept, total, draws, k = [], 0, 0, 0
-        while total < n:
-            m = min(math.ceil(1.2 * (n - total) / acceptance) + 64, _MAX_BATCH)
-            u = torch.from_numpy(unit_samples(m, self.dim, method, _rng(seed, k)))
-            cand = torch.clamp(lo + u * (hi - lo), lo, hi)
-            sel = cand[self.inside(cand)]
-            kept.append(sel)
-            total, draws, k = total + sel.shape[0], draws + m, k + 1
-            if total < n and draws >= 1_000_000 and total < MIN_ACCEPTANCE * draws:
-                raise ValueError(f"{type(self).__name__}.sample_interior: only {total} of {draws} candidates "
-                                 "fell inside the domain")
-        return torch.cat(kept)[:n]
-
-    def grid(self, n_per_dim: int) -> torch.Tensor:
-        """Tensor-product grid over the bounding box incl. its boundary, keeping the points inside the
-        domain: (m, dim), m <= n_per_dim**dim ('ij' order; all of them for a box)."""
-        n_per_dim = checks.positive_int("n_per_dim", n_per_dim, minimum=2)
-        lo, hi = self.bounds()
-        axes = [torch.linspace(float(lo[i]), float(hi[i]), n_per_dim, dtype=torch.float64) for i in range(self.dim)]
-        mesh = torch.meshgrid(*axes, indexing="ij")
-        g = torch.stack([m.reshape(-1) for m in mesh], dim=1)
-        return g[self.inside(g)]
-
-    # -- set operations -----------------------------------------------------------------------
-
-    def __or__(self, other: Domain):
-        if not isinstance(other, Domain):
-            return NotImplemented
-        from .shapes import Union
-        return Union(self, other)
-
-    def __sub__(self, other: Domain):
-        if not isinstance(other, Domain):
-            return NotImplemented
-        from .shapes import Difference
-        return Difference(self, other)
-
-    def __and__(self, other: Domain):
-        if not isinstance(other, Domain):
-            return NotImplemented
-        from .shapes import Intersection
-        return Intersection(self, other)
+from kanpde import checks
+from kanpde.geometry.domain import Domain
+from kanpde.geometry.sampling import check_method, random_pairing, seeded_rng, subseed, unit_samples
 
 
 def _check_face(dim: int, axis: int, side: int) -> tuple[int, int]:
@@ -314,7 +85,7 @@ class Box(Domain):
 
     def sample_interior(self, n: int, method: str = "uniform", seed: int | None = None) -> torch.Tensor:
         n = checks.positive_int("n", n)
-        u = torch.from_numpy(unit_samples(n, self.dim, method, _rng(seed)))
+        u = torch.from_numpy(unit_samples(n, self.dim, method, seeded_rng(seed)))
         return torch.clamp(self.lower + u * self.extent, self.lower, self.upper)
 
     def _face_measures(self) -> list[float]:
@@ -345,8 +116,8 @@ class Box(Domain):
 
     def sample_boundary(self, n: int, method: str = "uniform", seed: int | None = None) -> torch.Tensor:
         """(n, dim) points on the faces, grouped face by face (lower_0, upper_0, lower_1, ...)."""
-        _check_method(method)
-        parts = [self._face_points(k // 2, k % 2, count, method, _rng(seed, k))
+        check_method(method)
+        parts = [self._face_points(k // 2, k % 2, count, method, seeded_rng(seed, k))
                  for k, count in enumerate(self.face_counts(n)) if count]
         return torch.cat(parts, dim=0)
 
@@ -360,8 +131,8 @@ class Box(Domain):
         """
         axis, side = _check_face(self.dim, axis, side)
         n = checks.positive_int("n", n)
-        _check_method(method)
-        return self._face_points(axis, side, n, method, _rng(seed, 2 * self.dim, axis))
+        check_method(method)
+        return self._face_points(axis, side, n, method, seeded_rng(seed, 2 * self.dim, axis))
 
     def normal(self, x: torch.Tensor) -> torch.Tensor:
         x = self._as_points(x)
@@ -488,20 +259,20 @@ class TimeDomain(Domain):
         space's boundary sample with times from a stratified sample in random order.
         """
         n = checks.positive_int("n", n)
-        _check_method(method)
+        check_method(method)
         space = self.space
         if isinstance(space, Box):
             st = self._space_time_box()
-            parts = [st._face_points(k // 2, k % 2, count, method, _rng(seed, k))
+            parts = [st._face_points(k // 2, k % 2, count, method, seeded_rng(seed, k))
                      for k, count in enumerate(space.face_counts(n)) if count]
             return torch.cat(parts, dim=0)
         k = getattr(space, "_boundary_unit_dim", None)
         if k is not None:
-            u = unit_samples(n, k + 1, method, _rng(seed))
+            u = unit_samples(n, k + 1, method, seeded_rng(seed))
             xs, tu = space._boundary_from_unit(u[:, :k]), u[:, k]
         else:
-            xs = space.sample_boundary(n, method, _subseed(seed, 0))
-            tu = _random_pairing(n, method, _rng(seed, 1))
+            xs = space.sample_boundary(n, method, subseed(seed, 0))
+            tu = random_pairing(n, method, seeded_rng(seed, 1))
         return self._with_time(xs, self.t0 + torch.from_numpy(tu) * self.duration)
 
     def sample_initial(self, n: int, method: str = "uniform", seed: int | None = None) -> torch.Tensor:
@@ -530,4 +301,3 @@ class TimeDomain(Domain):
         return self._with_time(self.space.normal(xs), 0.0)
 
 
-from .shapes import Ball, Difference, Disk, Intersection, Polygon, Union  # noqa: E402  (re-export)

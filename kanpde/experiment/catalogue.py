@@ -1,4 +1,4 @@
-"""``python -m kanpde.catalogue``: the problems the configs offer, with their inputs, outputs,
+"""``python -m kanpde.experiment.catalogue``: the problems the configs offer, with their inputs, outputs,
 domain, conditions and the literature's figures.
 
 It reads ``conf/problem/*.yaml`` and builds each problem from its ``_target_`` (so a problem
@@ -13,8 +13,8 @@ from typing import Any
 
 from omegaconf import OmegaConf
 
-from .configs import config_dir
-from .problem import Problem
+from kanpde.experiment.configs import config_dir
+from kanpde.pde.problem import Problem
 
 
 def problem_configs(directory: Path | None = None) -> dict[str, Path]:
@@ -25,7 +25,7 @@ def problem_configs(directory: Path | None = None) -> dict[str, Path]:
 
 def load_problem(name: str, directory: Path | None = None) -> Problem:
     """Build the problem of config ``name`` with its configured values."""
-    from .run import build  # run imports the trainer and models; only needed here
+    from kanpde.experiment.run import build  # run imports the trainer and models; only needed here
 
     configs = problem_configs(directory)
     if name not in configs:
@@ -85,14 +85,14 @@ def format_markdown(rows: list[dict[str, Any]]) -> str:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m kanpde.catalogue", description=__doc__.split("\n\n")[0])
+    parser = argparse.ArgumentParser(prog="python -m kanpde.experiment.catalogue", description=__doc__.split("\n\n")[0])
     parser.add_argument("names", nargs="*", help="problem configs to show (default: all)")
     parser.add_argument("--markdown", action="store_true", help="one Markdown table instead of text")
     args = parser.parse_args(argv)
     configs = problem_configs()
     unknown = [n for n in args.names if n not in configs]
     if unknown:
-        print(f"kanpde.catalogue: unknown problem(s) {', '.join(unknown)}; the configs offer {', '.join(configs)}", file=sys.stderr)
+        print(f"kanpde.experiment.catalogue: unknown problem(s) {', '.join(unknown)}; the configs offer {', '.join(configs)}", file=sys.stderr)
         return 2
     rows = []
     for name in args.names or configs:

@@ -14,7 +14,7 @@ from typing import Iterator, Sequence
 import torch
 from torch import nn
 
-from .functions import function
+from kanpde.models.functions import function
 
 FIXED = (1.0, 0.0, 0.0, 0.0)
 """Values of (a, b, c, d) that a function does not fit."""

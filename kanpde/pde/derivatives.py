@@ -5,7 +5,7 @@ Residual code never calls ``torch.autograd.grad`` itself; it asks a :class:`Fiel
 compute them:
 
 * ``forward``: models with ``forward_jet`` (KAN, MLP) return value, first and second partials in
-  one pass, propagated layer by layer (:mod:`kanpde.jet`); partials above second order continue
+  one pass, propagated layer by layer (:mod:`kanpde.models.jet`); partials above second order continue
   from there by autograd.
 * ``autograd``: nested reverse-mode autograd, for any model (the reference).
 
@@ -19,8 +19,8 @@ from typing import NamedTuple, Sequence
 import torch
 from torch import nn
 
-from . import checks
-from .jet import Jet, Pairs, all_pairs, supports_jet
+from kanpde import checks
+from kanpde.models.jet import Jet, Pairs, all_pairs, supports_jet
 
 BACKENDS = ("auto", "forward", "autograd")
 

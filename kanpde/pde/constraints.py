@@ -12,7 +12,7 @@ from typing import Callable
 import torch
 from torch import nn
 
-from .jet import Jet, Pairs, supports_jet
+from kanpde.models.jet import Jet, Pairs, supports_jet
 
 FieldFn = Callable[[torch.Tensor], torch.Tensor]
 """A function of the points, x: (n, dim) -> (n, n_out)."""

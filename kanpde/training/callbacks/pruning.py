@@ -1,0 +1,31 @@
+"""Pruning (Liu et al. 2024, §2.5.1): at one step, drop the KAN edges whose mean magnitude on the PDE
+points is below a threshold, and the nodes left without edges; training goes on with the smaller network."""
+from __future__ import annotations
+
+from torch import nn
+
+from kanpde.interpret.importance import prune
+from kanpde.interpret.network import require_kan
+from kanpde.training.callbacks.base import Callback
+from kanpde.training.state import TrainState
+
+
+class Prune(Callback):
+    """Prunes at step ``at`` with ``threshold``; the pruned width ends in ``TrainResult.pruned_width``."""
+
+    def __init__(self, at: int, threshold: float) -> None:
+        self.at, self.threshold = at, threshold
+
+    def check_model(self, model: nn.Module) -> None:
+        require_kan(model, "trainer.prune_at")
+
+    def on_step_start(self, state: TrainState) -> None:
+        if state.step != self.at:
+            return
+        state.end_stage()
+        try:
+            state.pruned_width = list(prune(state.model, state.points["pde"]["x"], self.threshold, inplace=True).width)
+        except ValueError as e:  # nothing changed: the model stays as trained so far
+            state.fail(f"trainer.prune_at={state.step}: {e} (trainer.prune_threshold)")
+            return
+        state.model_changed()

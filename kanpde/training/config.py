@@ -1,0 +1,251 @@
+"""The trainer's settings: one typed schema, the single source of their defaults.
+
+:class:`TrainerConfig` is what ``Trainer(**settings)`` builds and what the Hydra CLI composes
+(:mod:`kanpde.experiment.schema` registers it with Hydra's ConfigStore), so a Python user and a
+CLI user get the same defaults.  Every value is checked here, before any training starts; an
+error names the field (``trainer.<group>.<key>``).  Each technique reads its own group.
+"""
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass, field
+from typing import Any, List, Mapping, Optional
+
+import torch
+
+from kanpde import checks
+from kanpde.pde.derivatives import BACKENDS
+
+OPTIMIZERS = ("adam", "lbfgs", "adam_lbfgs")
+
+
+@dataclass
+class GridExtensionConfig:
+    """KAN grid extension: at step ``at[i]`` a grid coarser than ``grids[i]`` becomes ``grids[i]``;
+    steps at or past ``trainer.steps`` are skipped (with a note)."""
+    at: List[int] = field(default_factory=list)
+    grids: List[int] = field(default_factory=list)
+
+
+@dataclass
+class RegConfig:
+    """The KAN paper's sparsity penalty on the PDE points before step ``until`` (None: throughout); 0, 0: off."""
+    l1: float = 0.0
+    entropy: float = 0.0
+    until: Optional[int] = None
+
+
+@dataclass
+class SymbolicConfig:
+    """At step ``at`` every numeric KAN edge becomes its best closed form from ``library`` (None: all)."""
+    at: Optional[int] = None
+    library: Optional[List[str]] = None
+    complexity_penalty: float = 1.0
+    r2_min: float = 0.0
+
+
+@dataclass
+class ScheduleConfig:
+    """Adam's learning rate ``lr * factor(step)``: linear warm-up, then none | exponential | cosine decay."""
+    warmup: int = 0
+    decay: str = "none"
+    decay_steps: int = 1000
+    decay_rate: float = 0.9
+    min_factor: float = 0.0
+
+
+@dataclass
+class CausalConfig:
+    """Causal weights over ``slabs`` time slabs, w_i = exp(-eps * earlier slabs' loss); eps = 0: off."""
+    eps: float = 0.0
+    slabs: int = 16
+
+
+@dataclass
+class LossConfig:
+    """Residual-based attention (``rba``: lam <- gamma*lam + eta*|r|/max|r|) and causal weights."""
+    rba: bool = False
+    gamma: float = 0.999
+    eta: float = 0.01
+    rba_boundary: bool = False
+    causal: CausalConfig = field(default_factory=CausalConfig)
+
+
+@dataclass
+class SamplerConfig:
+    """RAD: every ``period`` steps redraw the PDE points from ``pool`` candidates, density ~ |r|^k/mean|r|^k + c."""
+    adaptive: str = "none"
+    period: int = 500
+    k: float = 1.0
+    c: float = 1.0
+    pool: int = 20000
+
+
+GROUPS = {"grid_extension": GridExtensionConfig, "reg": RegConfig, "symbolic": SymbolicConfig, "schedule": ScheduleConfig,
+          "loss": LossConfig, "sampler": SamplerConfig}
+
+
+def _group(name: str, cls: type, value: Any) -> Any:
+    """``value`` (a dataclass or a mapping such as a config node) as ``cls``; an unknown key fails, naming the group."""
+    if isinstance(value, cls):
+        value = dataclasses.asdict(value)
+    if not isinstance(value, Mapping):
+        raise ValueError(f"trainer.{name} must be a mapping of {', '.join(f.name for f in dataclasses.fields(cls))}, got {value!r}")
+    known = [f.name for f in dataclasses.fields(cls)]
+    unknown = set(value) - set(known)
+    if unknown:
+        raise ValueError(f"trainer.{name} takes {', '.join(known)}, got unknown key(s) {sorted(unknown)}")
+    kwargs = dict(value)
+    if cls is LossConfig and "causal" in kwargs:
+        kwargs["causal"] = _group("loss.causal", CausalConfig, kwargs["causal"])
+    return cls(**kwargs)
+
+
+def _step_or_none(name: str, value: Any, steps: int) -> int | None:
+    if value is None:
+        return None
+    step = checks.positive_int(name, value, minimum=0)
+    if step >= steps:
+        raise ValueError(f"{name}={step} must be below trainer.steps={steps}")
+    return step
+
+
+def _in_group(group: str, check: Any) -> None:
+    """Run ``check()``; a ValueError naming a bare key is re-raised naming ``trainer.<group>.<key>``."""
+    try:
+        check()
+    except ValueError as e:
+        raise ValueError(f"trainer.{group}.{e}") from None
+
+
+@dataclass
+class TrainerConfig:
+    """Every training setting (see the README's "Choosing the model, grid and optimiser" for advice).
+
+    Args:
+        optimizer: ``adam``, ``lbfgs`` or ``adam_lbfgs`` (Adam for ``adam_steps``, then L-BFGS).
+        steps: total optimiser steps (an L-BFGS step is one iteration with a strong-Wolfe line search).
+        lr: Adam's learning rate; ``lbfgs_lr``, ``history_size``: L-BFGS settings.
+        adam_steps: with ``adam_lbfgs``, how many of the steps are Adam.
+        grid_extension: KAN grid extension schedule (:class:`GridExtensionConfig`).
+        extension_state: what Adam keeps across a grid extension: ``fresh`` or ``carry`` (moments
+            mapped like the coefficients). L-BFGS always starts afresh.
+        grid_update: ``none`` (fixed grid ranges) or ``extension`` (hidden grids move to the
+            activations' range before each extension, pykan's habit).
+        log_every: record the history every this many steps.
+        progress: show a progress bar (it switches itself off when stderr is not a terminal).
+        device: ``auto``, ``cpu`` or ``cuda``; dtype: ``float32`` or ``float64``.
+        derivatives: ``auto`` (forward propagation where the model has it), ``forward`` or ``autograd``.
+        compile: ``torch.compile`` the forward derivative pass (the model itself is left alone).
+        reg, prune_at, prune_threshold, symbolic: sparsity, pruning and symbolic steps (KAN only).
+        schedule, loss, sampler: Adam's learning-rate schedule, RBA and causal weights, RAD sampling.
+        tensorboard: write the history's scalars for TensorBoard (``pip install kanpde[tensorboard]``).
+    """
+
+    optimizer: str = "lbfgs"
+    steps: int = 2000
+    lr: float = 1e-3
+    adam_steps: int = 0
+    lbfgs_lr: float = 1.0
+    history_size: int = 50
+    grid_extension: GridExtensionConfig = field(default_factory=GridExtensionConfig)
+    extension_state: str = "fresh"
+    grid_update: str = "none"
+    log_every: int = 10
+    progress: bool = True
+    device: str = "auto"
+    dtype: str = "float64"
+    derivatives: str = "auto"
+    compile: bool = False
+    reg: RegConfig = field(default_factory=RegConfig)
+    prune_at: Optional[int] = None
+    prune_threshold: float = 1e-2
+    symbolic: SymbolicConfig = field(default_factory=SymbolicConfig)
+    schedule: ScheduleConfig = field(default_factory=ScheduleConfig)
+    loss: LossConfig = field(default_factory=LossConfig)
+    sampler: SamplerConfig = field(default_factory=SamplerConfig)
+    tensorboard: bool = False
+
+    def __post_init__(self) -> None:
+        for name, cls in GROUPS.items():
+            setattr(self, name, _group(name, cls, getattr(self, name)))
+        self.optimizer = checks.one_of("trainer.optimizer", self.optimizer, OPTIMIZERS)
+        self.steps = checks.positive_int("trainer.steps", self.steps)
+        self.lr = checks.positive_float("trainer.lr", self.lr)
+        self.lbfgs_lr = checks.positive_float("trainer.lbfgs_lr", self.lbfgs_lr)
+        self.history_size = checks.positive_int("trainer.history_size", self.history_size)
+        self.log_every = checks.positive_int("trainer.log_every", self.log_every)
+        self.adam_steps = checks.positive_int("trainer.adam_steps", self.adam_steps, minimum=0)
+        if self.optimizer == "adam_lbfgs" and not 0 < self.adam_steps < self.steps:
+            raise ValueError(f"trainer.adam_steps must lie strictly between 0 and trainer.steps={self.steps} for adam_lbfgs, got {self.adam_steps}")
+        self.grid_update = checks.one_of("trainer.grid_update", self.grid_update, ("none", "extension"))
+        self.extension_state = checks.one_of("trainer.extension_state", self.extension_state, ("fresh", "carry"))
+        self.device = checks.one_of("trainer.device", self.device, ("auto", "cpu", "cuda"))
+        self.dtype = checks.one_of("trainer.dtype", self.dtype, ("float32", "float64"))
+        self.derivatives = checks.one_of("trainer.derivatives", self.derivatives, BACKENDS)
+        if self.device == "cuda" and not torch.cuda.is_available():
+            raise ValueError("trainer.device=cuda but torch sees no CUDA device; use trainer.device=cpu or auto")
+        for name in ("compile", "progress", "tensorboard"):
+            if not isinstance(getattr(self, name), bool):
+                raise ValueError(f"trainer.{name} must be true or false, got {getattr(self, name)!r}")
+        self._check_grid_extension()
+        self._check_interpretation()
+        self._check_adaptive()
+
+    @property
+    def adam_end(self) -> int:
+        """The step where Adam stops (the end of training for ``adam``)."""
+        return self.adam_steps if self.optimizer == "adam_lbfgs" else self.steps
+
+    def _check_grid_extension(self) -> None:
+        ext = self.grid_extension
+        ext.at = [checks.positive_int(f"trainer.grid_extension.at[{i}]", s) for i, s in enumerate(ext.at)]
+        ext.grids = [checks.positive_int(f"trainer.grid_extension.grids[{i}]", g) for i, g in enumerate(ext.grids)]
+        if len(ext.at) != len(ext.grids):
+            raise ValueError(f"trainer.grid_extension: 'at' has {len(ext.at)} steps but 'grids' has {len(ext.grids)} sizes")
+        if ext.at != sorted(set(ext.at)):
+            raise ValueError(f"trainer.grid_extension.at must be increasing steps, got {ext.at}")
+        if ext.grids != sorted(set(ext.grids)):
+            raise ValueError(f"trainer.grid_extension.grids must increase, got {ext.grids}")
+
+    def _check_interpretation(self) -> None:
+        reg = self.reg
+        reg.l1 = checks.positive_float("trainer.reg.l1", reg.l1, allow_zero=True)
+        reg.entropy = checks.positive_float("trainer.reg.entropy", reg.entropy, allow_zero=True)
+        reg.until = None if reg.until is None else checks.positive_int("trainer.reg.until", reg.until, minimum=0)
+        self.prune_at = _step_or_none("trainer.prune_at", self.prune_at, self.steps)
+        self.prune_threshold = checks.positive_float("trainer.prune_threshold", self.prune_threshold, allow_zero=True)
+        sym = self.symbolic
+        sym.at = _step_or_none("trainer.symbolic.at", sym.at, self.steps)
+        if sym.library is not None:
+            from kanpde.interpret.auto_symbolic import check_library  # the library's names live with the fits
+            try:
+                sym.library = check_library(list(sym.library))
+            except ValueError as e:
+                raise ValueError(f"trainer.symbolic.library: {e}") from None
+        sym.complexity_penalty = checks.positive_float("trainer.symbolic.complexity_penalty", sym.complexity_penalty, allow_zero=True)
+        if isinstance(sym.r2_min, bool) or not isinstance(sym.r2_min, (int, float)) or not sym.r2_min <= 1:
+            raise ValueError(f"trainer.symbolic.r2_min must be a number <= 1, got {sym.r2_min!r}")
+
+    def _check_adaptive(self) -> None:
+        from kanpde.training.callbacks.lr_schedule import lr_factor  # its own checks name each key
+
+        sch = self.schedule
+        _in_group("schedule", lambda: lr_factor(0, sch.warmup, sch.decay, sch.decay_steps, sch.decay_rate,
+                                                self.adam_end if sch.decay == "cosine" else None, sch.min_factor))
+        loss = self.loss
+        for key in ("rba", "rba_boundary"):
+            if not isinstance(getattr(loss, key), bool):
+                raise ValueError(f"trainer.loss.{key} must be true or false, got {getattr(loss, key)!r}")
+        _in_group("loss", lambda: (checks.number_in("gamma", loss.gamma, 0.0, 1.0, high_open=True),
+                                   checks.number_in("eta", loss.eta, 0.0, low_open=True)))
+        _in_group("loss.causal", lambda: (checks.number_in("eps", loss.causal.eps, 0.0),
+                                          checks.positive_int("slabs", loss.causal.slabs)))
+        smp = self.sampler
+        _in_group("sampler", lambda: (checks.one_of("adaptive", smp.adaptive, ("none", "rad")),
+                                      checks.positive_int("period", smp.period), checks.number_in("k", smp.k, 0.0),
+                                      checks.number_in("c", smp.c, 0.0), checks.positive_int("pool", smp.pool)))
+
+    def as_dict(self) -> dict[str, Any]:
+        """The settings as plain nested dicts (what a config file would hold)."""
+        return dataclasses.asdict(self)

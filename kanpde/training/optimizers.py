@@ -1,0 +1,53 @@
+"""The optimisers (torch's Adam and L-BFGS) and one step of either on a loss closure."""
+from __future__ import annotations
+
+import math
+from typing import Callable
+
+import torch
+from torch import nn
+
+from kanpde.training.config import TrainerConfig
+
+LossFn = Callable[[], "tuple[torch.Tensor, dict[str, torch.Tensor]]"]
+
+
+def make_optimizer(config: TrainerConfig, params: nn.Module, step: int) -> torch.optim.Optimizer:
+    """The optimiser for ``params`` at ``step``: Adam, or L-BFGS (one iteration per step, strong Wolfe)."""
+    use_adam = config.optimizer == "adam" or (config.optimizer == "adam_lbfgs" and step < config.adam_steps)
+    if use_adam:
+        return torch.optim.Adam(params.parameters(), lr=config.lr)
+    return torch.optim.LBFGS(
+        # max_eval must be set, or torch leaves the line search no evaluations
+        params.parameters(), lr=config.lbfgs_lr, max_iter=1, max_eval=25, history_size=config.history_size,
+        tolerance_grad=0.0, tolerance_change=0.0, line_search_fn="strong_wolfe",
+    )
+
+
+def optimizer_step(opt: torch.optim.Optimizer, loss_fn: LossFn) -> tuple[float, dict[str, torch.Tensor]]:
+    """One step of ``opt`` on ``loss_fn() -> (loss, terms)``; returns the loss and the terms at the step's start.
+
+    A non-finite loss takes no step (the caller decides what follows).  An L-BFGS line search that
+    found no decrease clears the optimiser's memory, so the next step starts from steepest descent.
+    """
+    terms: dict[str, torch.Tensor] = {}
+    if isinstance(opt, torch.optim.LBFGS):
+        def closure() -> torch.Tensor:
+            opt.zero_grad(set_to_none=True)
+            loss, parts = loss_fn()
+            if not terms:  # the first evaluation is the loss at the start of this step
+                terms.update({t: v.detach() for t, v in parts.items()})
+            loss.backward()
+            return loss
+        loss_val = float(opt.step(closure).detach())
+        if float(opt.state[opt.param_groups[0]["params"][0]].get("t", 1.0)) == 0.0:
+            opt.state.clear()
+        return loss_val, terms
+    opt.zero_grad(set_to_none=True)
+    loss, parts = loss_fn()
+    terms.update({t: v.detach() for t, v in parts.items()})
+    loss_val = loss.item()
+    if math.isfinite(loss_val):
+        loss.backward()
+        opt.step()
+    return loss_val, terms
