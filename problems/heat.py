@@ -17,7 +17,8 @@ class Diffusion1D(Problem):
 
     name = "diffusion1d"
     inputs = ("x", "t")
-    published = ({"method": "adaptive PIKAN", "metric": "rel_l2", "value": 2.1e-4, "params": "~1.7k", "source": "Rigas et al. 2024"},)
+    published = ({"method": "adaptive PIKAN", "metric": "rel_l2", "value": 2.1e-4, "params": "~1.7k", "source": "Rigas et al. 2024",
+                  "family": "kan"},)
 
     def __init__(self, n_interior: int = 4000, n_boundary: int = 400, weights=None, **kw) -> None:
         domain = TimeDomain(Interval(0, 1), 0.0, 1.0)

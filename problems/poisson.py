@@ -21,8 +21,10 @@ class Poisson2D(Problem):
     name = "poisson2d"
     inputs = ("x", "y")
     published = (
-        {"method": "KAN [2,10,1] (pykan)", "metric": "mse", "value": 1e-7, "params": 300, "source": "Liu et al. 2024, Fig. 3.3"},
-        {"method": "MLP [2,100,100,100,1]", "metric": "mse", "value": 1e-5, "params": 20601, "source": "Liu et al. 2024, Fig. 3.3"},
+        {"method": "KAN [2,10,1] (pykan)", "metric": "mse", "value": 1e-7, "params": 300, "source": "Liu et al. 2024, Fig. 3.3",
+         "family": "kan"},
+        {"method": "MLP [2,100,100,100,1]", "metric": "mse", "value": 1e-5, "params": 20601, "source": "Liu et al. 2024, Fig. 3.3",
+         "family": "mlp"},
     )
 
     def __init__(self, n_interior: int = 10000, n_boundary: int = 800, weights=None, **kw) -> None:

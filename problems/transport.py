@@ -30,8 +30,9 @@ class Burgers1D(Problem):
     name = "burgers1d"
     inputs = ("x", "t")
     published = (
-        {"method": "PINN 5x100", "metric": "rel_l2", "value": 1.45e-2, "params": 40800, "source": "PINNacle (Hao et al. 2023)"},
-        {"method": "adaptive PIKAN", "metric": "rel_l2", "value": 2.43e-2, "params": "~1.7k", "source": "Rigas et al. 2024"},
+        {"method": "PINN 5x100", "metric": "rel_l2", "value": 1.45e-2, "params": 40800, "source": "PINNacle (Hao et al. 2023)",
+         "family": "mlp"},
+        {"method": "adaptive PIKAN", "metric": "rel_l2", "value": 2.43e-2, "params": "~1.7k", "source": "Rigas et al. 2024", "family": "kan"},
     )
 
     def __init__(self, n_interior: int = 6000, n_boundary: int = 600, weights=None, cache_dir: str | None = None, **kw) -> None:
@@ -58,8 +59,11 @@ class AllenCahn1D(Problem):
     name = "allen_cahn1d"
     inputs = ("x", "t")
     published = (
-        {"method": "PirateNet", "metric": "rel_l2", "value": 2.24e-5, "source": "Wang et al. 2024"},
-        {"method": "KKAN", "metric": "rel_l2", "value": 2.51e-5, "source": "Toscano et al. 2024"},
+        {"method": "PirateNet", "metric": "rel_l2", "value": 2.24e-5, "source": "Wang et al. 2024", "family": "mlp"},
+        {"method": "KKAN", "metric": "rel_l2", "value": 2.51e-5, "params": "118k", "source": "Toscano et al. 2024",
+         "family": "kan"},
+        {"method": "KKAN", "metric": "rel_l2", "value": 5.51e-5, "params": "22k", "source": "Toscano et al. 2024",
+         "family": "kan"},
     )
 
     def __init__(self, n_interior: int = 6000, n_boundary: int = 400, weights=None, cache_dir: str | None = None, **kw) -> None:

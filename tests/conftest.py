@@ -26,3 +26,17 @@ def load_script(name: str):
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
     return module
+
+
+def compose_config(*overrides: str):
+    """The CLI's config for ``overrides``, composed the way ``python -m kanpde`` composes it."""
+    from hydra import compose, initialize_config_dir
+
+    from kanpde.experiment.configs import config_dir
+
+    with initialize_config_dir(config_dir=str(config_dir()), version_base="1.3"):
+        return compose("config", overrides=list(overrides))
+
+
+def pytest_configure(config):
+    config.addinivalue_line("markers", "slow: takes more than a few seconds; `python -m pytest -m 'not slow'` skips it")

@@ -11,7 +11,8 @@ from kanpde.io import atomic_path, load_model, read_results, save_model, write_r
 
 def test_results_round_trip(tmp_path):
     x = torch.rand(50, 2, dtype=torch.float64)
-    attrs = {"problem": "poisson2d", "n_params": 750, "rel_l2": 1.5e-4, "config": "a: 1\n", "width": [2, 10, 1], "skipped": None}
+    attrs = {"problem": "poisson2d", "model": "KAN[2, 10, 1]", "family": "kan", "status": "ok", "n_params": 750, "rel_l2": 1.5e-4,
+             "config": "a: 1\n", "width": [2, 10, 1], "skipped": None}
     history = {"step": [0, 10, 20], "loss": [1.0, 0.1, 0.01]}
     path = write_results(tmp_path / "results.h5", attrs, history, {"x": x, "u_pred": x[:, :1] * 2, "u_exact": None})
     back = read_results(path)
@@ -21,6 +22,7 @@ def test_results_round_trip(tmp_path):
     assert back["attrs"]["config"] == "a: 1\n"
     assert list(back["attrs"]["width"]) == [2, 10, 1]
     assert "skipped" not in back["attrs"]
+    assert back["attrs"]["schema_version"] == 2 and back["attrs"]["dtype"] == ""  # unwritten fields read as the schema's defaults
     np.testing.assert_array_equal(back["history"]["loss"], [1.0, 0.1, 0.01])
     np.testing.assert_array_equal(back["eval"]["x"], x.numpy())
     np.testing.assert_array_equal(back["eval"]["u_pred"], 2 * x[:, :1].numpy())
@@ -31,7 +33,7 @@ def test_results_round_trip(tmp_path):
 def test_failed_write_leaves_no_file(tmp_path):
     target = tmp_path / "results.h5"
     with pytest.raises(TypeError):
-        write_results(target, {"bad": object()}, {}, {})
+        write_results(target, {"problem": "p", "model": "m", "family": "kan", "status": "ok", "n_params": 1, "bad": object()}, {}, {})
     assert list(tmp_path.iterdir()) == []
     with pytest.raises(RuntimeError):
         with atomic_path(target) as tmp:
@@ -67,3 +69,11 @@ def test_mlp_checkpoint(tmp_path):
     x = torch.rand(10, 3)
     loaded = load_model(save_model(tmp_path / "m.pt", model))
     torch.testing.assert_close(loaded(x), model(x), rtol=0, atol=0)
+
+
+def test_results_without_the_required_attributes_are_refused(tmp_path):
+    from kanpde.io.results import SchemaError
+
+    with pytest.raises(SchemaError, match="family"):
+        write_results(tmp_path / "results.h5", {"problem": "p", "model": "m", "status": "ok", "n_params": 1}, {}, {})
+    assert list(tmp_path.iterdir()) == []

@@ -5,19 +5,22 @@ import os
 from pathlib import Path
 from typing import Any, Mapping
 
-import matplotlib
+import numpy as np
+from matplotlib.axes import Axes
+from matplotlib.figure import Figure
 
-matplotlib.use("Agg")  # files only; never needs a display
-import matplotlib.pyplot as plt  # noqa: E402
-import numpy as np  # noqa: E402
-
-from kanpde.io import atomic_path  # noqa: E402
+from kanpde.io import atomic_path
 
 
-def _save(fig: plt.Figure, path: str | os.PathLike) -> Path:
+def _figure(*grid: int, figsize: tuple[float, float], **kwargs: Any) -> tuple[Figure, Any]:
+    """A figure and its axes, made without pyplot: files only, and a notebook's backend is left alone."""
+    fig = Figure(figsize=figsize, layout=kwargs.pop("layout", "constrained"))
+    return fig, fig.subplots(*grid, **kwargs)
+
+
+def _save(fig: Figure, path: str | os.PathLike) -> Path:
     with atomic_path(path) as tmp:
         fig.savefig(tmp, dpi=120, format=Path(path).suffix.lstrip(".") or "png")
-    plt.close(fig)
     return Path(path)
 
 
@@ -29,7 +32,7 @@ def grid_extensions(history: Mapping[str, Any]) -> dict[int, int]:
     return {int(step[i + 1]): int(grid[i + 1]) for i in np.nonzero(np.diff(grid))[0]}
 
 
-def _mark_extensions(axes: list[plt.Axes], extensions: Mapping[int, int]) -> None:
+def _mark_extensions(axes: list[Axes], extensions: Mapping[int, int]) -> None:
     """A dotted line on every axis at each extension step, labelled ``G=<new grid>`` on the last axis."""
     for s, g in sorted(extensions.items()):
         for ax in axes:
@@ -49,7 +52,7 @@ def plot_solution(results: Mapping[str, Any], path: str | os.PathLike, output: i
     exact = np.asarray(ev["u_exact"])[:, output] if "u_exact" in ev else None
     title = f"{attrs.get('problem', '')} — {attrs.get('model', '')}, {attrs.get('n_params', '?')} params"
     if x.shape[1] == 1:
-        fig, axes = plt.subplots(1, 2 if exact is not None else 1, figsize=(10 if exact is not None else 5, 3.8), squeeze=False, layout="constrained")
+        fig, axes = _figure(1, 2 if exact is not None else 1, figsize=(10 if exact is not None else 5, 3.8), squeeze=False)
         ax = axes[0, 0]
         ax.plot(x[:, 0], pred, label="prediction")
         if exact is not None:
@@ -64,7 +67,7 @@ def plot_solution(results: Mapping[str, Any], path: str | os.PathLike, output: i
         panels = [("prediction", pred)]
         if exact is not None:
             panels += [("exact", exact), ("|error|", np.abs(pred - exact))]
-        fig, axes = plt.subplots(1, len(panels), figsize=(4.8 * len(panels), 3.9), squeeze=False, layout="constrained")
+        fig, axes = _figure(1, len(panels), figsize=(4.8 * len(panels), 3.9), squeeze=False)
         for ax, (name, val) in zip(axes[0], panels):
             cmap = "magma" if name == "|error|" else "viridis"
             if structured:
@@ -76,7 +79,7 @@ def plot_solution(results: Mapping[str, Any], path: str | os.PathLike, output: i
             fig.colorbar(mesh, ax=ax)
             ax.set(xlabel=names[0], ylabel=names[1], title=name, aspect="auto" if "t" in names[:2] else "equal")
     else:  # 3 or more inputs: no picture of the field; how prediction and solution compare point by point
-        fig, axes = plt.subplots(1, 2 if exact is not None else 1, figsize=(10 if exact is not None else 5, 3.9), squeeze=False, layout="constrained")
+        fig, axes = _figure(1, 2 if exact is not None else 1, figsize=(10 if exact is not None else 5, 3.9), squeeze=False)
         if exact is None:
             axes[0, 0].hist(pred, bins=60)
             axes[0, 0].set(xlabel="prediction", ylabel="points", title=f"{x.shape[1]} inputs: prediction values")
@@ -96,7 +99,7 @@ def plot_history(results: Mapping[str, Any], path: str | os.PathLike) -> Path:
     """``history.png``: total and per-term loss, and the relative L2 error, against the training step."""
     h = results["history"]
     step = np.asarray(h["step"])
-    fig, (ax_loss, ax_err) = plt.subplots(1, 2, figsize=(11, 3.8), layout="constrained")
+    fig, (ax_loss, ax_err) = _figure(1, 2, figsize=(11, 3.8))
     ax_loss.semilogy(step, h["loss"], label="loss (weighted)", color="black")
     for key in sorted(k for k in h if k.startswith("loss_")):
         ax_loss.semilogy(step, h[key], label=key[5:], alpha=0.7)
@@ -135,7 +138,7 @@ def plot_scaling(
     ``reference_slope`` (the KAN paper's N⁻⁴ for cubic splines) starts at the first KAN frontier point.
     """
     problems = sorted({p for p, _ in scaling})
-    fig, axes = plt.subplots(len(problems), 2, figsize=(12, 4.6 * len(problems)), squeeze=False, layout="constrained")
+    fig, axes = _figure(len(problems), 2, figsize=(12, 4.6 * len(problems)), squeeze=False)
     for row, problem in zip(axes, problems):
         keys = sorted(s for p, s in scaling if p == problem)
         for ax, err, name in zip(row, ("mse", "h1_sq"), ("MSE (L2 squared)", "H1 squared")):
@@ -173,7 +176,7 @@ def plot_scaling(
 
 def plot_dynamics(runs: list[tuple[str, Mapping[str, Any]]], path: str | os.PathLike) -> Path:
     """``dynamics.png``: relative L2 error of each ``(label, history)`` against training step and against wall time."""
-    fig, (ax_step, ax_time) = plt.subplots(1, 2, figsize=(13, 4.8), layout="constrained")
+    fig, (ax_step, ax_time) = _figure(1, 2, figsize=(13, 4.8))
     extensions: dict[int, int] = {}
     for label, h in runs:
         err = np.asarray(h["rel_l2"], float)

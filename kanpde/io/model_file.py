@@ -32,8 +32,13 @@ def load_model(path: str | os.PathLike) -> nn.Module:
     path = Path(path)
     if not path.is_file():
         raise FileNotFoundError(f"no model checkpoint at {path}")
-    payload = torch.load(path, map_location="cpu", weights_only=False)
-    module_name, _, cls_name = payload["class"].rpartition(".")
+    try:  # the file holds only tensors and plain values: torch's safe loader reads it, and nothing else runs
+        payload = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as e:
+        raise ValueError(f"{path} is not a kanpde model file that loads safely: {e}") from None
+    module_name, _, cls_name = str(payload.get("class", "")).rpartition(".")
+    if not module_name.startswith("kanpde."):
+        raise ValueError(f"{path} names the model class {payload.get('class')!r}; kanpde rebuilds only its own models (kanpde.models...)")
     cls = getattr(importlib.import_module(module_name), cls_name)
     model = cls(**payload["config"])
     model.to(getattr(torch, payload.get("dtype", "float32")))

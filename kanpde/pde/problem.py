@@ -55,7 +55,7 @@ class Problem(ABC):
         weights: Mapping[str, float] | None = None,
         n_interior: int = 1000,
         n_boundary: int = 100,
-        sampler: str = "sobol",
+        sampler: str = "uniform",
         eval_points_per_dim: int | None = None,
         hard_constraints: bool = False,
         unknowns: Mapping[str, float] | None = None,

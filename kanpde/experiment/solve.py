@@ -1,0 +1,214 @@
+"""The Python API: :func:`solve` trains a model on a problem and, given a directory, writes what the CLI writes."""
+from __future__ import annotations
+
+import hashlib
+import logging
+import math
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Mapping
+
+import torch
+from omegaconf import OmegaConf
+from torch import nn
+
+from kanpde.analysis import figures
+from kanpde.interpret import formula as formulas
+from kanpde.interpret.activations import plot_activations
+from kanpde.interpret.auto_symbolic import edge_forms
+from kanpde.io.model_file import save_model
+from kanpde.io.results import RunAttributes, read_results, write_results
+from kanpde.models.kan import KAN
+from kanpde.models.protocols import GridModel, n_params
+from kanpde.pde import metrics
+from kanpde.pde.problem import Points, Problem
+from kanpde.training import Trainer, TrainResult
+
+log = logging.getLogger("kanpde")
+
+
+class TrainingFailed(RuntimeError):
+    """Training stopped early; the results (``status="failed"``) and the last good model were still written."""
+
+
+class NonFiniteLoss(TrainingFailed):
+    """Training stopped because the loss or the parameters became NaN or infinite."""
+
+
+@dataclass
+class Run:
+    """What :func:`solve` returns: the trained model, the training result, the final errors and the record written."""
+
+    problem: Problem
+    model: nn.Module
+    result: TrainResult
+    errors: dict[str, Any]
+    attributes: dict[str, Any]
+    out_dir: Path | None = None
+
+    @property
+    def history(self) -> dict[str, list[float]]:
+        return self.result.history
+
+
+def points_digest(points: Points) -> str:
+    """A short hash of the collocation points, so a comparison can check that runs trained on the same points."""
+    h = hashlib.sha256()
+    for term in sorted(points):
+        for key in sorted(points[term]):
+            h.update(f"{term}/{key}".encode())
+            h.update(points[term][key].detach().cpu().to(torch.float64).contiguous().numpy().tobytes())
+    return h.hexdigest()[:16]
+
+
+def _family(net: nn.Module) -> str:
+    basis = str(net.basis) if isinstance(net, GridModel) else ""
+    return type(net).__name__.lower() + (f"-{basis}" if basis not in ("", "bspline") else "")  # kan, kan-chebyshev, ...
+
+
+def _interpretation(problem: Problem, net: nn.Module, result: TrainResult, attrs: dict[str, Any], x_eval: torch.Tensor,
+                    u_exact: torch.Tensor | None, digits: int) -> dict[str, dict[str, list]]:
+    """What pruning and symbolic fitting left, into ``attrs`` (``pruned_width``, ``formula``, ``formula_rel_l2``);
+    returns the per-edge ``symbolic`` table for ``results.h5`` (empty without symbolic edges)."""
+    if result.pruned_width is not None:
+        attrs["pruned_width"] = list(result.pruned_width)
+    if not isinstance(net, KAN):
+        return {}
+    forms = edge_forms(net, result.symbolic)
+    if not forms:
+        return {}
+    table = {key: [getattr(f, key) for f in forms] for key in ("layer", "i", "o", "name", "r2", "a", "b", "c", "d")}
+    table["function"] = table.pop("name")
+    if not net.is_symbolic():
+        numeric = sum(int(layer.mask.count_nonzero()) for layer in net.layers)
+        log.info(f"note: {numeric} edge(s) are numeric (none was turned symbolic, or none fitted a library function "
+                 f"with R² >= trainer.symbolic.r2_min), so there is no formula; another seed or a stronger trainer.reg may give a sparser network")
+    elif problem.hard_terms:
+        log.info("note: with hard constraints the network is only part of u; no formula is written")
+    else:
+        exprs = formulas.formula(net, problem.inputs, digits)
+        attrs["formula"] = formulas.to_text(exprs, problem.outputs)
+        if u_exact is not None:
+            ref = u_exact.detach().cpu().to(torch.float64).numpy()
+            err = formulas.evaluate(exprs, problem.inputs, x_eval) - ref
+            attrs["formula_rel_l2"] = float((err**2).sum() ** 0.5 / (ref**2).sum() ** 0.5)
+        log.info(f"formula: {attrs['formula']}" + (f"  (rel L2 {attrs['formula_rel_l2']:.2e})" if "formula_rel_l2" in attrs else ""))
+    return {"symbolic": table}
+
+
+def _config_text(problem: Problem, net: nn.Module, trainer: Trainer, seed: int) -> str:
+    """The settings of a run made from Python, as YAML (a CLI run records its composed config instead)."""
+    model = {"_target_": f"{type(net).__module__}.{type(net).__qualname__}", **(net.config() if hasattr(net, "config") else {})}
+    model.pop("bounds", None)
+    plain = {"problem": {"_target_": f"{type(problem).__module__}.{type(problem).__qualname__}"}, "model": model,
+             "trainer": trainer.config.as_dict(), "seed": seed}
+    return OmegaConf.to_yaml(OmegaConf.create(plain))
+
+
+def check(problem: Problem, net: nn.Module, trainer: Trainer, activations: bool = False) -> nn.Module:
+    """Everything that can fail before training, with messages naming the setting; returns the model to train
+    (``net`` inside the problem's hard constraints, if any)."""
+    try:
+        model = problem.constrain(net)  # the network itself unless hard constraints are on
+    except ValueError as e:
+        raise ValueError(f"problem.{e}") from None
+    trainer.check_model(model)
+    trainer.check_problem(problem)
+    if activations and not isinstance(net, KAN):
+        raise ValueError(f"interpret.activations=true draws a KAN's edges, and the model is {type(net).__name__}; set interpret.activations=false")
+    return model
+
+
+def solve(problem: Problem, model: nn.Module, trainer: Trainer | None = None, *, out_dir: str | Path | None = None,
+          seed: int = 0, plots: bool = True, activations: bool = False, digits: int = 4, name: str | None = None,
+          config: str | None = None) -> Run:
+    """Train ``model`` on ``problem`` and evaluate it; with ``out_dir``, write ``results.h5``, ``model.pt`` and plots.
+
+    ``model`` is the network (``problem.constrain`` applies hard constraints around it); ``trainer``
+    defaults to ``Trainer()`` (the CLI's trainer defaults).  ``seed`` seeds the model's use of random
+    numbers in training and the collocation points; build the model after ``torch.manual_seed(seed)``
+    for a run the CLI reproduces.  ``activations`` draws the KAN's edges (``activations.png``),
+    ``digits`` rounds a symbolic KAN's formula.  Raises :class:`TrainingFailed` (or
+    :class:`NonFiniteLoss`) after writing the files when training stopped early.
+    """
+    start_time = time.time()
+    trainer = trainer if trainer is not None else Trainer()
+    net = model
+    model = check(problem, net, trainer, activations)
+    schedule = trainer.extensions_for(model)
+    for note in trainer.schedule_notes(model):
+        log.info(f"note: {note}")
+    points = problem.sample_points(int(seed))
+    x_eval, u_ref = problem.evaluation_set()
+    has_exact = problem.exact(x_eval[:1]) is not None
+    log.info(f"{problem.name} with {type(net).__name__} {getattr(net, 'width', '')} ({n_params(model)} parameters), "
+             f"{trainer.optimizer} for {trainer.steps} steps on {trainer.torch_device} in {trainer.dtype}, "
+             f"{trainer.derivative_backend(model)} derivatives{' (CPU kernel)' if trainer.uses_kernel(model) else ''}")
+    result = trainer.fit(problem, model, points, x_eval, None if has_exact else u_ref, seed=seed)
+
+    dev, dt = trainer.torch_device, trainer.torch_dtype
+    x_eval = x_eval.to(device=dev, dtype=dt)
+    model.eval()
+    if has_exact:
+        errs = metrics.errors(model, problem.exact, x_eval)
+    elif u_ref is not None:
+        errs = metrics.errors_against(model, x_eval, u_ref.to(device=dev, dtype=dt))
+    else:
+        errs = {}
+    u_pred = metrics.predict(model, x_eval)
+    with torch.no_grad():
+        u_exact = problem.exact(x_eval) if has_exact else u_ref
+
+    attrs = RunAttributes(
+        problem=name or problem.name, model=f"{type(net).__name__}{list(getattr(net, 'width', []))}", family=_family(net),
+        n_params=n_params(model), status=result.status, width=list(getattr(net, "width", [])),
+        basis=str(net.basis) if isinstance(net, GridModel) else "", inputs=",".join(problem.inputs), outputs=",".join(problem.outputs),
+        hard_constraints=",".join(problem.hard_terms), grid=int(net.grid) if isinstance(net, GridModel) else 0,
+        k=int(getattr(net, "k", 0)), rel_l2=errs.get("rel_l2", math.nan), mse=errs.get("mse", math.nan),
+        h1_sq=errs.get("h1_sq", math.nan), max_abs_err=errs.get("max_abs_err", math.nan), wall_time_s=result.wall_time_s,
+        steps=result.steps_done, seed=int(seed), device=str(dev), dtype=trainer.dtype, optimizer=trainer.optimizer,
+        adam_steps=trainer.adam_steps if trainer.optimizer == "adam_lbfgs" else 0, lr=trainer.lr,
+        grid_schedule=" ".join(f"{s}:{g}" for s, g in schedule.items()), n_interior=problem.n_interior,
+        n_boundary=problem.n_boundary, points_hash=points_digest(points), threads=torch.get_num_threads(),
+        derivatives=trainer.derivative_backend(model), compile=trainer.compile, kernel=trainer.uses_kernel(model),
+        message=result.message, created=time.strftime("%Y-%m-%dT%H:%M:%S"), start_time=start_time, end_time=time.time(),
+        config=config if config is not None else _config_text(problem, net, trainer, seed),
+    ).__dict__
+    if len(problem.outputs) > 1:  # per-output errors of a multi-output problem (pooled in rel_l2)
+        for out_name, value in zip(problem.outputs, errs.get("rel_l2_outputs", [math.nan] * len(problem.outputs))):
+            attrs[f"rel_l2_{out_name}"] = value
+    for key, value in problem.unknowns.items():  # learned coefficients: final values (trajectories in history/)
+        attrs[f"unknown_{key}"] = float(value.detach())
+        if key in problem.true_unknowns:
+            truth = float(problem.true_unknowns[key])
+            attrs[f"unknown_{key}_rel_err"] = abs(attrs[f"unknown_{key}"] - truth) / abs(truth)
+    tables = _interpretation(problem, net, result, attrs, x_eval, u_exact, digits)
+    out = Path(out_dir) if out_dir is not None else None
+    if out is not None:
+        _write(out, problem, net, result, attrs, tables, x_eval, u_pred, u_exact, points, plots, activations, dev, dt)
+    log.info(f"{attrs['problem']} {attrs['model']}: rel_l2={attrs['rel_l2']:.3e} mse={attrs['mse']:.3e} "
+             f"n_params={attrs['n_params']} wall_time={attrs['wall_time_s']:.1f}s steps={attrs['steps']}" + (f" -> {out}" if out else ""))
+    if result.status != "ok":
+        where = f" (results and model.pt in {out})" if out is not None else ""
+        failure = NonFiniteLoss if result.message.startswith("non-finite") else TrainingFailed
+        raise failure(f"{result.message}{where}")
+    return Run(problem, model, result, errs, attrs, out)
+
+
+def _write(out: Path, problem: Problem, net: nn.Module, result: TrainResult, attrs: Mapping[str, Any], tables: dict,
+           x_eval: torch.Tensor, u_pred: torch.Tensor, u_exact: torch.Tensor | None, points: Points, plots: bool,
+           activations: bool, dev: torch.device, dt: torch.dtype) -> None:
+    """``model.pt``, ``results.h5`` and the figures, each written atomically."""
+    save_model(out / "model.pt", net)  # the network; with hard constraints, problem.constrain(net) rebuilds u
+    results_path = write_results(out / "results.h5", attrs, result.history, {"x": x_eval, "u_pred": u_pred, "u_exact": u_exact},
+                                 result.stages, tables)
+    if activations:
+        plot_activations(net, points["pde"]["x"].to(device=dev, dtype=dt), out / "activations.png",
+                         problem.inputs, problem.outputs, title=f"{problem.name}: KAN {net.width}")
+    if plots:
+        saved = read_results(results_path)
+        figures.plot_solution(saved, out / "solution.png")
+        for o, output in enumerate(problem.outputs[1:], start=1):  # multi-output problems: one figure per output
+            figures.plot_solution(saved, out / f"solution_{output}.png", output=o)
+        figures.plot_history(saved, out / "history.png")
