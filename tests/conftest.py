@@ -36,7 +36,3 @@ def compose_config(*overrides: str):
 
     with initialize_config_dir(config_dir=str(config_dir()), version_base="1.3"):
         return compose("config", overrides=list(overrides))
-
-
-def pytest_configure(config):
-    config.addinivalue_line("markers", "slow: takes more than a few seconds; `python -m pytest -m 'not slow'` skips it")

@@ -10,6 +10,8 @@ import numpy as np
 import pytest
 import torch
 
+from conftest import compose_config
+from kanpde.experiment.run import ConfigError, run
 from kanpde.io import load_model, read_results
 from kanpde.models import native
 
@@ -66,7 +68,6 @@ def test_mlp_runs_the_same_problem(tmp_path):
 @pytest.mark.parametrize(
     "overrides, expected",
     [
-        (["model.grid=-5"], "model.grid"),
         (["trainer.optimizer=sgd"], "trainer.optimizer"),
         (["model.width=[3,10,1]"], "model.width"),
         (["model=mlp", "model.width=[2,10,2]"], "model.width"),
@@ -77,12 +78,20 @@ def test_mlp_runs_the_same_problem(tmp_path):
         (["model.k=0"], "model.k"),
     ],
 )
-def test_bad_config_values_fail_fast_with_one_line(tmp_path, overrides, expected):
-    proc = kanpde(*overrides, f"hydra.run.dir={tmp_path}")
+def test_bad_config_values_fail_before_training_naming_the_field(tmp_path, overrides, expected):
+    """In process, what the command line runs: a ConfigError naming the field, and no results file."""
+    with pytest.raises(ConfigError, match=expected.replace(".", r"\.")):
+        run(compose_config(*overrides, "trainer.progress=false"), tmp_path)
+    assert not (tmp_path / "results.h5").exists()
+
+
+def test_bad_config_value_fails_fast_with_one_line(tmp_path):
+    """Through the command line: exit status 2, one line on stderr naming the field, no traceback, no results."""
+    proc = kanpde("model.grid=-5", f"hydra.run.dir={tmp_path}")
     assert proc.returncode == 2
     err = proc.stderr.strip().splitlines()
     assert len(err) == 1, proc.stderr
-    assert err[0].startswith("kanpde: invalid config:") and expected in err[0], err[0]
+    assert err[0].startswith("kanpde: invalid config:") and "model.grid" in err[0], err[0]
     assert "Traceback" not in proc.stderr
     assert not (tmp_path / "results.h5").exists()
 
@@ -112,6 +121,8 @@ def test_wheel_ships_the_configs(tmp_path):
     where = subprocess.run([sys.executable, "-c", "import kanpde.experiment.configs as c; print(c.config_dir())"], cwd=tmp_path,
                            capture_output=True, text=True, env={**os.environ, **env}, check=True).stdout.strip()
     assert Path(where) == target / "kanpde" / "conf"
+    # the catalogue installs inside the package: no generic top-level `problems` for a user's folder to shadow
+    assert (target / "kanpde" / "problems" / "poisson.py").is_file() and not (target / "problems").exists()
     # the CPU kernel's source ships too, and the installed package builds it (into a fresh cache)
     probe = "import torch; from kanpde.models import native; print(native.SOURCE, native.library(torch.float64) is not None)"
     source, built = subprocess.run([sys.executable, "-c", probe], cwd=tmp_path, capture_output=True, text=True, check=True,
@@ -120,11 +131,11 @@ def test_wheel_ships_the_configs(tmp_path):
     assert built == str(native.compiler() is not None)
     proc = kanpde("problem=poisson2d_sin", "--cfg", "job", cwd=tmp_path, env=env)
     assert proc.returncode == 0, proc.stderr
-    assert "kanpde.problems.poisson.Poisson2DSin" in proc.stdout and "kanpde.models.KAN" in proc.stdout
+    assert "kanpde.problems.poisson.Poisson2DSin" in proc.stdout and "kanpde.models.kan.KAN" in proc.stdout
     # the sweep presets and launcher configs (two levels deep in conf/) ship too
     proc = kanpde("+experiment=poisson_scaling_mlp", "--cfg", "job", cwd=tmp_path, env=env)
     assert proc.returncode == 0, proc.stderr
-    assert "kanpde.models.MLP" in proc.stdout and "adam_lbfgs" in proc.stdout
+    assert "kanpde.models.mlp.MLP" in proc.stdout and "adam_lbfgs" in proc.stdout
     proc = kanpde("hydra/launcher=slurm", "--cfg", "hydra", "-p", "hydra.launcher", cwd=tmp_path, env=env)
     assert proc.returncode == 0, proc.stderr
     assert "SlurmLauncher" in proc.stdout and "cpus_per_task: 4" in proc.stdout

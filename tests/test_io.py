@@ -77,3 +77,23 @@ def test_results_without_the_required_attributes_are_refused(tmp_path):
     with pytest.raises(SchemaError, match="family"):
         write_results(tmp_path / "results.h5", {"problem": "p", "model": "m", "status": "ok", "n_params": 1}, {}, {})
     assert list(tmp_path.iterdir()) == []
+
+
+class Opaque:
+    """An arbitrary object: unpickling it would import and run this module."""
+
+
+def test_model_files_load_without_running_code(tmp_path):
+    """model.pt holds tensors and plain values: it loads with torch's safe loader, and a file that would
+    run code (a pickled object) or name something other than a model class is refused."""
+    from kanpde.models import KAN
+
+    path = save_model(tmp_path / "model.pt", KAN([1, 2, 1]))
+    assert isinstance(load_model(path), KAN)
+    payload = torch.load(path, weights_only=True)
+    torch.save({**payload, "config": {"width": Opaque()}}, tmp_path / "bad.pt")
+    with pytest.raises(ValueError, match="loads safely"):
+        load_model(tmp_path / "bad.pt")
+    torch.save({**payload, "class": "os.system"}, tmp_path / "foreign.pt")
+    with pytest.raises(ValueError, match="not a torch module class"):
+        load_model(tmp_path / "foreign.pt")

@@ -190,6 +190,7 @@ def test_compiled_derivative_pass_trains_like_eager(problem):
         model = _kan().double()
         trainer = Trainer(optimizer="adam", lr=1e-2, steps=4, log_every=1, progress=False, device="cpu", compile=compiled)
         hist[compiled] = torch.tensor(trainer.fit(problem, model, problem.sample_points(0), problem.eval_points()).history["loss"])
+        assert "forward_jet" not in vars(model)  # the user's model is never patched
     assert ((hist[True] - hist[False]).abs() / hist[False].abs()).max() < 1e-9
 
 

@@ -37,9 +37,12 @@ def load_model(path: str | os.PathLike) -> nn.Module:
     except Exception as e:
         raise ValueError(f"{path} is not a kanpde model file that loads safely: {e}") from None
     module_name, _, cls_name = str(payload.get("class", "")).rpartition(".")
-    if not module_name.startswith("kanpde."):
-        raise ValueError(f"{path} names the model class {payload.get('class')!r}; kanpde rebuilds only its own models (kanpde.models...)")
-    cls = getattr(importlib.import_module(module_name), cls_name)
+    try:
+        cls = getattr(importlib.import_module(module_name), cls_name)
+    except (ImportError, AttributeError, ValueError) as e:
+        raise ValueError(f"{path} names the model class {payload.get('class')!r}, which cannot be imported: {e}") from None
+    if not (isinstance(cls, type) and issubclass(cls, nn.Module)):
+        raise ValueError(f"{path} names {payload.get('class')!r}, which is not a torch module class; kanpde rebuilds only models")
     model = cls(**payload["config"])
     model.to(getattr(torch, payload.get("dtype", "float32")))
     model.load_state_dict(payload["state_dict"])

@@ -39,10 +39,10 @@ class RunAttributes:
     """The root attributes of ``results.h5``; readers get every field, with these defaults where an older file lacks one."""
 
     problem: str
-    model: str
     family: str  # kan, kan-chebyshev, kan-rbf or mlp: comparisons keep the bases apart
     n_params: int
     status: str  # ok or failed
+    model: str = ""  # e.g. KAN[2, 10, 1]
     width: list = field(default_factory=list)
     basis: str = ""
     inputs: str = ""
