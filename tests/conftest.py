@@ -36,3 +36,20 @@ def compose_config(*overrides: str):
 
     with initialize_config_dir(config_dir=str(config_dir()), version_base="1.3"):
         return compose("config", overrides=list(overrides))
+
+
+def setup_kan(problem, width, seed=0):
+    """A float64 KAN for ``problem`` (seeded) and the problem's points for that seed."""
+    from kanpde.models import KAN
+
+    torch.manual_seed(seed)
+    lower, upper = problem.domain.bounds()
+    return KAN(width, grid=5, bounds=(lower.tolist(), upper.tolist())).double(), problem.sample_points(seed)
+
+
+@pytest.fixture
+def poisson():
+    """Poisson1D with 200 interior points: a small problem for training tests."""
+    from kanpde.problems.poisson import Poisson1D
+
+    return Poisson1D(n_interior=200)

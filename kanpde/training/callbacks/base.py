@@ -61,7 +61,8 @@ class Callback:
         """After the optimiser step; ``state.loss`` and ``state.terms`` are the step's starting values."""
 
     def on_record(self, state: TrainState) -> dict[str, float]:
-        """Extra history columns for this record (the history recorder asks every callback)."""
+        """Extra history columns for this record; the history recorder asks every callback from its own
+        ``on_step_end``, so a callback listed after it sees the step's row already recorded."""
         return {}
 
     def on_stage_end(self, state: TrainState) -> None:

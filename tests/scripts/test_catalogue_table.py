@@ -8,7 +8,7 @@ import numpy as np
 
 from kanpde.io import write_results
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "scripts"))
+sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "scripts"))
 import catalogue_table  # noqa: E402
 
 

@@ -15,7 +15,7 @@ from kanpde.experiment.run import ConfigError, run
 from kanpde.io import load_model, read_results
 from kanpde.models import native
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 
 
 def kanpde(*overrides: str, cwd: Path = ROOT, env: dict | None = None) -> subprocess.CompletedProcess:

@@ -199,7 +199,7 @@ def test_collect_builds_the_tables_from_a_sweep_of_the_presets(lit, tmp_path):
                  "trainer.progress=false", "problem.n_interior=50", "problem.n_boundary=20",
                  f"hydra.sweep.dir={tmp_path / 'runs'}", "hydra.sweep.subdir=${hydra:runtime.choices.problem}"]
     done = subprocess.run([sys.executable, "-m", "kanpde", "-m", "+experiment=diffusion1d_best,helmholtz2d_best", *overrides],
-                          capture_output=True, text=True, cwd=Path(__file__).resolve().parents[1])
+                          capture_output=True, text=True, cwd=Path(__file__).resolve().parents[2])
     assert done.returncode == 0, done.stderr[-2000:]
     assert lit.main(["--collect", "--out", str(tmp_path), "--problems", "diffusion1d", "helmholtz2d"]) == 0
     with open(tmp_path / "literature.csv") as fh:

@@ -1,7 +1,6 @@
 """Sparsity, pruning and symbolic edges inside training and runs; the interpret command line."""
 from __future__ import annotations
 
-import math
 
 import numpy as np
 import pytest

@@ -18,7 +18,7 @@ from kanpde import (MLP, Box, Dirichlet, Disk, Fields, HardConstraint, Initial, 
 from kanpde.pde.constraints import function_jet
 from kanpde.io import read_results
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 
 
 class Fn(nn.Module):

@@ -19,7 +19,7 @@ from kanpde.io import read_results
 from kanpde.experiment.threads import available_cores, job_threads
 from conftest import load_script
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 TINY = ["problem=poisson1d", "trainer.steps=40", "trainer.grid_extension.at=[20]", "trainer.grid_extension.grids=[10]",
         "trainer.progress=false", "plots=false"]
 JOBLIB = "hydra_plugins.hydra_joblib_launcher.joblib_launcher.JoblibLauncher"
