@@ -54,9 +54,9 @@ def widths(name: str, value: Any) -> list[int]:
     return [positive_int(f"{name}[{i}]", w) for i, w in enumerate(value)]
 
 
-def vector(name: str, x: Any) -> "torch.Tensor":
+def vector(name: str, x: Any) -> Any:
     """``x`` if it is a 1-D tensor of shape (n,), else a ValueError naming it."""
-    import torch
+    import torch  # checks stays importable without torch's import cost for the config checks
 
     if not isinstance(x, torch.Tensor) or x.ndim != 1:
         shape = tuple(x.shape) if isinstance(x, torch.Tensor) else type(x).__name__

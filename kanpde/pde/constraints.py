@@ -30,7 +30,7 @@ def function_jet(fn: FieldFn, x: torch.Tensor, pairs: Pairs = ()) -> Jet:
         y = fn(xg)
         if y.ndim != 2 or y.shape[0] != x.shape[0]:
             raise ValueError(f"a hard-constraint function must return (n, n_out) for n = {x.shape[0]} points, got {tuple(y.shape)}")
-        dim, n_out = x.shape[1], y.shape[1]
+        n_out = y.shape[1]
 
         def grad(z: torch.Tensor, keep: bool) -> torch.Tensor:
             if not z.requires_grad:

@@ -69,6 +69,7 @@ def read_csv(path):
     return rows[0], [dict(zip(rows[0], r)) for r in rows[1:]]
 
 
+@pytest.mark.slow
 def test_table_has_one_row_per_run_with_status(sweep):
     root, _ = sweep
     cmp = compare(root)
@@ -136,6 +137,7 @@ def test_plots_are_written(sweep):
     assert set(cmp.files) == {"csv", "md", "h5", "scaling", "dynamics"}
 
 
+@pytest.mark.slow
 def test_fairness_report_states_what_was_equal_and_what_differed(sweep, tmp_path):
     root, _ = sweep
     compare(root)
@@ -181,6 +183,7 @@ def test_series_labels():
     assert series_label("mlp", "[2,20,1]") == "MLP depth 2"
 
 
+@pytest.mark.slow
 def test_cli_reports_missing_or_empty_directory(tmp_path):
     proc = subprocess.run([sys.executable, "-m", "kanpde.analysis.compare", str(tmp_path / "nope")], capture_output=True, text=True)
     assert proc.returncode == 2 and "no sweep directory" in proc.stderr and "nope" in proc.stderr
@@ -189,6 +192,7 @@ def test_cli_reports_missing_or_empty_directory(tmp_path):
     assert not (tmp_path / "comparison.csv").exists()
 
 
+@pytest.mark.slow
 def test_cli_summarises_and_warns_about_bad_runs(sweep):
     root, _ = sweep
     proc = subprocess.run([sys.executable, "-m", "kanpde.analysis.compare", str(root)], capture_output=True, text=True)

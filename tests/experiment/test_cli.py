@@ -26,6 +26,7 @@ def kanpde(*overrides: str, cwd: Path = ROOT, env: dict | None = None) -> subpro
     )
 
 
+@pytest.mark.slow
 def test_kan_run_writes_results_model_and_plots(tmp_path):
     out = tmp_path / "run"
     proc = kanpde("problem=poisson1d", "model.width=[1,5,1]", "trainer.steps=120", "trainer.grid_extension.at=[60]",
@@ -56,6 +57,7 @@ def test_kan_run_writes_results_model_and_plots(tmp_path):
     assert a["max_abs_err"] == pytest.approx(np.abs(err).max(), rel=1e-9)
 
 
+@pytest.mark.slow
 def test_mlp_runs_the_same_problem(tmp_path):
     proc = kanpde("problem=poisson2d", "model=mlp", "model.width=[2,16,16,1]", "problem.n_interior=300", "problem.n_boundary=40",
                   "trainer.steps=15", "trainer.progress=false", f"hydra.run.dir={tmp_path}")
@@ -85,6 +87,7 @@ def test_bad_config_values_fail_before_training_naming_the_field(tmp_path, overr
     assert not (tmp_path / "results.h5").exists()
 
 
+@pytest.mark.slow
 def test_bad_config_value_fails_fast_with_one_line(tmp_path):
     """Through the command line: exit status 2, one line on stderr naming the field, no traceback, no results."""
     proc = kanpde("model.grid=-5", f"hydra.run.dir={tmp_path}")
@@ -96,6 +99,7 @@ def test_bad_config_value_fails_fast_with_one_line(tmp_path):
     assert not (tmp_path / "results.h5").exists()
 
 
+@pytest.mark.slow
 def test_unknown_problem_lists_the_available_ones(tmp_path):
     proc = kanpde("problem=poisson3d", f"hydra.run.dir={tmp_path}")
     assert proc.returncode != 0
@@ -103,11 +107,13 @@ def test_unknown_problem_lists_the_available_ones(tmp_path):
     assert "Traceback" not in proc.stderr
 
 
+@pytest.mark.slow
 def test_mistyped_key_is_rejected(tmp_path):
     proc = kanpde("model.gird=10", f"hydra.run.dir={tmp_path}")
     assert proc.returncode != 0 and "gird" in proc.stderr and "Traceback" not in proc.stderr
 
 
+@pytest.mark.slow
 def test_wheel_ships_the_configs(tmp_path):
     """A non-editable install finds its configs inside the package (kanpde/conf)."""
     pytest.importorskip("setuptools")

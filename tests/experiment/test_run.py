@@ -35,6 +35,7 @@ class NaNMLP(MLP):
         return {**super().config(), "n": self.n}
 
 
+@pytest.mark.slow
 def test_same_seed_same_result_different_seed_differs(tmp_path):
     short = ["trainer.steps=12", "trainer.grid_extension.at=[6]", "trainer.grid_extension.grids=[7]"]
     a = run(_cfg(*short), tmp_path / "a")

@@ -112,6 +112,7 @@ def test_rad_draws_depend_on_the_seed():
     torch.testing.assert_close(moved[1], moved[2], rtol=0, atol=0)
 
 
+@pytest.mark.slow
 def test_importing_kanpde_leaves_the_matplotlib_backend_alone():
     code = ("import matplotlib; matplotlib.use('svg'); import kanpde, kanpde.analysis.figures, kanpde.experiment.solve, "
             "kanpde.interpret.activations; print(matplotlib.get_backend())")

@@ -95,6 +95,7 @@ def test_quick_mode_changes_both_sides_alike():
 
 # --- real sweeps --------------------------------------------------------------------------------
 
+@pytest.mark.slow
 def test_basic_sweep_then_compare(tmp_path):
     proc = multirun(*TINY, "model.width=[1,3,1]", "seed=0,1", f"hydra.sweep.dir={tmp_path}")
     assert proc.returncode == 0, proc.stderr
@@ -109,6 +110,7 @@ def test_basic_sweep_then_compare(tmp_path):
     assert (tmp_path / "scaling.png").is_file() and (tmp_path / "dynamics.png").is_file()
 
 
+@pytest.mark.slow
 @pytest.mark.skipif(importlib.util.find_spec("hydra_plugins.hydra_joblib_launcher") is None,
                     reason="hydra-joblib-launcher not installed (pip install -e '.[sweep]')")
 def test_joblib_runs_jobs_in_parallel_with_a_share_of_the_cores(tmp_path):
@@ -124,6 +126,7 @@ def test_joblib_runs_jobs_in_parallel_with_a_share_of_the_cores(tmp_path):
     assert any(s2 < e1 for (_, e1), (s2, _) in zip(spans, spans[1:])), f"no two jobs overlapped: {spans}"
 
 
+@pytest.mark.slow
 @pytest.mark.skipif(importlib.util.find_spec("hydra_plugins.hydra_submitit_launcher") is None,
                     reason="hydra-submitit-launcher not installed (pip install -e '.[sweep]')")
 def test_submitit_local_runs_a_two_job_sweep(tmp_path):
@@ -135,6 +138,7 @@ def test_submitit_local_runs_a_two_job_sweep(tmp_path):
     assert compare(tmp_path).count("ok") == 2
 
 
+@pytest.mark.slow
 def test_a_failing_job_does_not_stop_the_sweep(tmp_path):
     proc = multirun(*TINY, "model.width=[1,3,1],[2,3,1],[1,4,1]", f"hydra.sweep.dir={tmp_path}")
     assert proc.returncode != 0
@@ -145,6 +149,7 @@ def test_a_failing_job_does_not_stop_the_sweep(tmp_path):
     assert len(bad) == 1 and bad[0].row["status"] == "incomplete" and bad[0].row["width"] == "[2,3,1]"
 
 
+@pytest.mark.slow
 def test_reproduction_script_end_to_end(tmp_path):
     """The quick reproduction at a toy size: both sweeps, then the comparison, in one command."""
     proc = subprocess.run([sys.executable, "scripts/reproduce_poisson_scaling.py", "--quick", "--stage-steps", "3",

@@ -232,6 +232,7 @@ def test_interpretation_of_an_mlp_is_refused():
         formula(mlp, ("x", "y"))
 
 
+@pytest.mark.slow
 def test_auto_symbolic_finds_the_forms_a_network_was_built_from():
     """Numeric edges fitted (least squares on their coefficients) to known closed forms are recognised."""
     net = KAN([1, 2, 1], grid=20, bounds=([-1.0], [1.0])).double()

@@ -1,5 +1,4 @@
 """Tests for kanpde.models.kan (KAN, KANLayer) and kanpde.models.mlp (MLP)."""
-import copy
 
 import pytest
 import torch

@@ -13,7 +13,7 @@ import pytest
 import torch
 from torch import nn
 
-from kanpde import (MLP, Box, Dirichlet, Disk, Fields, HardConstraint, Initial, InitialRate, Interval, Observations,
+from kanpde import (MLP, Box, Disk, Fields, HardConstraint, Initial, InitialRate, Interval, Observations,
                     Periodic, Problem, Robin, TimeDomain)
 from kanpde.pde.constraints import function_jet
 from kanpde.io import read_results
@@ -175,6 +175,7 @@ def _user_module(tmp_path: Path) -> Path:
     return tmp_path
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("route", ["target", "searchpath"])
 def test_problem_defined_outside_the_repository_runs(tmp_path, route):
     """A user's module on PYTHONPATH, chosen with problem._target_=... or through a config on Hydra's search path."""

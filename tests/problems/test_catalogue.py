@@ -199,6 +199,7 @@ def test_unknowns_validated():
 END_TO_END = [(n, "kan") for n in ALL] + [(n, "mlp") for n in ("kovasznay", "poisson_nd", "poisson_disk", "inverse_heat1d")]
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("name, model", END_TO_END)
 def test_every_problem_runs_end_to_end(name, model, tmp_path, monkeypatch):
     """`python -m kanpde problem=<name>` with a few steps: it trains, evaluates against its solution,

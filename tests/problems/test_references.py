@@ -153,6 +153,7 @@ def allen_cahn_default():
     return allen_cahn_etdrk4()
 
 
+@pytest.mark.slow
 def test_allen_cahn_converges_in_modes_and_step(allen_cahn_default):
     """Doubling the modes and halving dt changes the default solution by < 1e-6 (measured 1.5e-10)."""
     coarse = allen_cahn_default

@@ -22,6 +22,7 @@ def test_equal_mlp_width_matches_the_kan_parameter_count(bench):
     assert (w, n_kan, n_mlp) == (15, 300, 301)
 
 
+@pytest.mark.slow
 def test_small_run_writes_every_row_with_the_columns(bench, tmp_path, capsys):
     out = tmp_path / "b.csv"
     assert bench.main(["--n", "64", "128", "--dtype", "float64", "--repeats", "2", "--device", "cpu", "--out", str(out)]) == 0
@@ -77,6 +78,7 @@ def test_training_memory_grows_linearly_in_the_points(bench):
     assert 4 * 0.85 <= peaks[1] / peaks[0] <= 4 * 1.15, peaks
 
 
+@pytest.mark.slow
 def test_errors_on_a_million_points_need_one_chunk_of_memory(bench):
     """metrics.errors evaluates in chunks: 10^6 points peak at about the memory of one 65,536-point chunk."""
     from kanpde.pde.metrics import errors

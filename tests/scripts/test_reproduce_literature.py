@@ -191,6 +191,7 @@ def test_each_best_preset_builds_within_its_comparisons_size(lit, problem):
             assert net.n_params() <= target.params
 
 
+@pytest.mark.slow
 def test_collect_builds_the_tables_from_a_sweep_of_the_presets(lit, tmp_path):
     """The cluster route: a Hydra multirun of the presets laid out as runs/<problem>, then --collect."""
     import subprocess

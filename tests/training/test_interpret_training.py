@@ -110,6 +110,7 @@ def test_exp_solution_is_recovered_as_a_formula(f64):
     assert np.abs(u - np.exp(x_eval.numpy())).max() < 1e-12
 
 
+@pytest.mark.slow
 def test_a_symbolic_run_writes_formula_table_and_activations(tmp_path):
     out = tmp_path / "run"
     attrs = run(_cfg("model.width=[1,2,1]", "trainer.steps=60",
@@ -131,6 +132,7 @@ def test_a_symbolic_run_writes_formula_table_and_activations(tmp_path):
     assert (out / "activations.png").stat().st_size > 0
 
 
+@pytest.mark.slow
 def test_interpret_command_line(tmp_path, capsys):
     kan_dir, mlp_dir = tmp_path / "kan", tmp_path / "mlp"
     run(_cfg("trainer.steps=10"), kan_dir)
@@ -154,6 +156,7 @@ def test_a_pruning_that_empties_a_layer_fails_the_run_with_results_written(tmp_p
     assert list(res["attrs"]["width"]) == [1, 3, 1]  # the network was left as trained
 
 
+@pytest.mark.slow
 def test_symbolic_preset_prunes_and_recovers_sin_sin(tmp_path):
     """The +experiment=symbolic recipe on poisson2d_sin (2,500 interior points instead of 10,000, to keep
     the suite short): sparsity -> pruning to <= 3 hidden nodes -> retraining to rel L2 <= 1e-3 ->

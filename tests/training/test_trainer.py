@@ -37,6 +37,7 @@ def test_optimisers_reduce_the_error(problem, optimizer):
     assert h["loss"][-1] < 1e-2 * h["loss"][0]
 
 
+@pytest.mark.slow
 def test_lbfgs_solves_poisson1d_accurately():
     problem = Poisson1D()  # 256 interior points
     trainer = Trainer(optimizer="lbfgs", steps=150, progress=False, device="cpu")
@@ -182,6 +183,7 @@ def test_stages_record_each_grid_before_extension(problem):
     assert all(h >= m for h, m in zip(st["h1_sq"], st["mse"]))
 
 
+@pytest.mark.slow
 def test_compiled_derivative_pass_trains_like_eager(problem):
     """trainer.compile=true wraps forward_jet in torch.compile; the loss history matches eager."""
     hist = {}
