@@ -36,7 +36,7 @@ def _published(rows: list[dict]) -> str:
 def extras(run_dir: Path) -> str:
     """Per-output errors and learned coefficients, where a run has them."""
     a = read_results(run_dir / "results.h5")["attrs"]
-    outputs = str(a.get("outputs", "")).split(",")
+    outputs = str(a["outputs"]).split(",")
     per_output = sorted((k[7:] for k in a if k.startswith("rel_l2_")), key=lambda o: outputs.index(o) if o in outputs else len(outputs))
     parts = [f"{o} {_err(float(a['rel_l2_' + o]))}" for o in per_output]
     parts += [f"{k[8:-8]} rel. err. {float(v):.1e}" for k, v in a.items() if k.startswith("unknown_") and k.endswith("_rel_err")]

@@ -181,21 +181,21 @@ def rows(problems: list[str], out: str | os.PathLike) -> list[dict]:
             table.append(row)
             continue
         a = read_results(path)["attrs"]
-        row.update(model=str(a.get("model", "")), device=str(a.get("device", "")))
-        ours = float(a.get(metric, math.nan))
-        if a.get("status") != "ok":
-            message = str(a.get("message", ""))
-            row["status"] = f"{a.get('status', 'unknown')}" + (f": {message}" if message else "")
+        row.update(model=str(a["model"]), device=str(a["device"]))
+        ours = float(a[metric])
+        if a["status"] != "ok":
+            message = str(a["message"])
+            row["status"] = f"{a['status']}" + (f": {message}" if message else "")
         elif not math.isfinite(ours):
             row["status"] = f"failed: {metric} is {ours}"
         else:
             row.update(params=int(a["n_params"]), steps=int(a["steps"]), wall_time_s=float(a["wall_time_s"]),
-                       threads=int(a["threads"]) if "threads" in a else math.nan, ours=ours, status="ok",
+                       threads=int(a["threads"]) or math.nan, ours=ours, status="ok",
                        ratio_pikan=_ratio(ours, pikan), ratio_pinn=_ratio(ours, pinn))
-            width = tuple(int(w) for w in a.get("width", []))
+            width = tuple(int(w) for w in a["width"])
             met = (ours <= target.value
                    and (target.params is None or row["params"] <= target.params)
-                   and (target.width is None or (str(a.get("family", "")).startswith("kan") and width == target.width)))
+                   and (target.width is None or (str(a["family"]).startswith("kan") and width == target.width)))
             row["target_met"] = "yes" if met else "no"
         table.append(row)
     return table

@@ -41,7 +41,6 @@ SETTINGS = ("optimizer", "steps", "adam_steps", "lr", "grid_schedule", "n_interi
 """Training settings read from each run, reported as held equal or differing."""
 
 ERRORS = ("mse", "h1_sq", "rel_l2")
-REQUIRED = ("problem", "family", "n_params", "status")
 
 
 @dataclass
@@ -134,25 +133,21 @@ def load_run(run_dir: Path, root: Path) -> RunRecord:
     except Exception as e:  # corrupt or truncated HDF5
         _row_from_hydra(row, run_dir)
         return RunRecord(row, note=f"results.h5 unreadable: {type(e).__name__}: {e}")
-    a = res["attrs"]
-    missing = [k for k in REQUIRED if k not in a]
-    if missing:
-        _row_from_hydra(row, run_dir)
-        return RunRecord(row, note=f"results.h5 lacks {', '.join(missing)}")
-    steps = int(a.get("steps", 0) or 0)
+    a = res["attrs"]  # every RunAttributes field, defaults filled in by read_results
+    steps = int(a["steps"])
     row.update(
-        problem=str(a["problem"]), family=str(a["family"]), width=width_text(np.atleast_1d(a.get("width", []))),
-        grid=int(a.get("grid", 0)), k=int(a.get("k", 0)), n_params=int(a["n_params"]),
-        **{e: float(a.get(e, math.nan)) for e in ERRORS},
-        wall_time_s=float(a.get("wall_time_s", math.nan)),
-        ms_per_step=1000.0 * float(a.get("wall_time_s", math.nan)) / steps if steps else math.nan,
-        seed=int(a.get("seed", -1)), status=str(a["status"]),
+        problem=str(a["problem"]), family=str(a["family"]), width=width_text(np.atleast_1d(a["width"])),
+        grid=int(a["grid"]), k=int(a["k"]), n_params=int(a["n_params"]),
+        **{e: float(a[e]) for e in ERRORS},
+        wall_time_s=float(a["wall_time_s"]),
+        ms_per_step=1000.0 * float(a["wall_time_s"]) / steps if steps else math.nan,
+        seed=int(a["seed"]), status=str(a["status"]),
     )
     if row["status"] not in ("ok", "failed"):
         row["status"] = "incomplete"
     settings = {k: a[k] for k in SETTINGS if k in a}
-    return RunRecord(row, settings, str(a.get("points_hash", "")), res.get("stages", {}), res["history"],
-                     note=str(a.get("message", "")) if row["status"] != "ok" else "")
+    return RunRecord(row, settings, str(a["points_hash"]), res["stages"], res["history"],
+                     note=str(a["message"]) if row["status"] != "ok" else "")
 
 
 def load_runs(root: str | Path) -> list[RunRecord]:
