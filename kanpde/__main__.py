@@ -10,7 +10,9 @@ from hydra.types import RunMode
 from omegaconf import DictConfig, OmegaConf
 
 from kanpde.experiment.configs import config_dir
-from kanpde.experiment.run import ConfigError, TrainingFailed, run
+from kanpde.experiment.run import ConfigError, run
+from kanpde.experiment.solve import Interrupted, RunLocked, TrainingFailed
+from kanpde.training.checkpoint import CheckpointError
 
 
 class JobFailed(RuntimeError):
@@ -24,13 +26,15 @@ def _main(cfg: DictConfig) -> float:
     try:
         attrs = run(cfg, Path(hc.runtime.output_dir), problem_name=hc.runtime.choices.get("problem"),
                     launcher=OmegaConf.to_container(hc.launcher, resolve=False) if sweep else None)
-    except (ConfigError, TrainingFailed) as e:
-        what = "invalid config" if isinstance(e, ConfigError) else "training failed"
+    except (ConfigError, CheckpointError, RunLocked, TrainingFailed) as e:
+        what = ("interrupted" if isinstance(e, Interrupted) else "training failed" if isinstance(e, TrainingFailed)
+                else "cannot start" if isinstance(e, RunLocked) else "invalid config")
         print(f"kanpde: {what}: {e}", file=sys.stderr)
-        if sweep:
+        if sweep and not isinstance(e, Interrupted):
             # an exception (not an exit) lets Hydra run the sweep's other jobs; it reports this one at the end
             raise JobFailed(f"job {hc.job.num} ({hc.runtime.output_dir}): {what}: {e}") from None
-        sys.exit(2 if isinstance(e, ConfigError) else 1)
+        # 128 + the signal for an interrupt (130: SIGINT, 143: SIGTERM), as a shell reports it
+        sys.exit(128 + e.signum if isinstance(e, Interrupted) else 1 if isinstance(e, TrainingFailed) else 2)
     return attrs["rel_l2"]
 
 

@@ -10,7 +10,7 @@ import torch
 from omegaconf import DictConfig, OmegaConf
 
 from kanpde import checks
-from kanpde.experiment.solve import TrainingFailed, check, solve  # noqa: F401  (TrainingFailed: re-exported for the CLI)
+from kanpde.experiment.solve import TrainingFailed, check, resume_from, solve  # noqa: F401  (TrainingFailed: re-exported for the CLI)
 from kanpde.experiment.threads import job_threads
 from kanpde.pde.problem import Problem
 
@@ -130,6 +130,7 @@ def run(
     interpret = plain.get("interpret") or {}
     try:
         check(problem, net, trainer, bool(interpret.get("activations", False)))
+        resume_from(trainer.config.resume, Path(output_dir))
     except ValueError as e:
         raise ConfigError(str(e)) from None
     return solve(problem, net, trainer, out_dir=Path(output_dir), seed=int(cfg.seed), plots=bool(cfg.get("plots", True)),

@@ -1,13 +1,19 @@
 """The Python API: :func:`solve` trains a model on a problem and, given a directory, writes what the CLI writes."""
 from __future__ import annotations
 
-import hashlib
 import logging
 import math
+import signal
 import time
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Mapping
+from typing import Any, Iterator, Mapping
+
+try:
+    import fcntl
+except ImportError:  # Windows: no OS file lock; runs into one directory are not guarded there
+    fcntl = None
 
 import torch
 from omegaconf import OmegaConf
@@ -22,8 +28,10 @@ from kanpde.io.results import RunAttributes, read_results, write_results
 from kanpde.models.kan import KAN
 from kanpde.models.protocols import GridModel, n_params
 from kanpde.pde import metrics
-from kanpde.pde.problem import Points, Problem
+from kanpde.pde.problem import Points, Problem, points_digest
 from kanpde.training import Trainer, TrainResult
+from kanpde.training.callbacks.checkpointing import Checkpointing
+from kanpde.training.checkpoint import CheckpointError
 
 log = logging.getLogger("kanpde")
 
@@ -34,6 +42,22 @@ class TrainingFailed(RuntimeError):
 
 class NonFiniteLoss(TrainingFailed):
     """Training stopped because the loss or the parameters became NaN or infinite."""
+
+
+class Diverged(TrainingFailed):
+    """Training stopped because the loss grew far above its best (``trainer.divergence``)."""
+
+
+class RunLocked(RuntimeError):
+    """Another run holds the lock on this run directory."""
+
+
+class Interrupted(TrainingFailed):
+    """SIGINT or SIGTERM stopped training at a step boundary; ``checkpoint.pt`` continues it."""
+
+    def __init__(self, message: str, signum: int) -> None:
+        super().__init__(message)
+        self.signum = signum
 
 
 @dataclass
@@ -50,16 +74,6 @@ class Run:
     @property
     def history(self) -> dict[str, list[float]]:
         return self.result.history
-
-
-def points_digest(points: Points) -> str:
-    """A short hash of the collocation points, so a comparison can check that runs trained on the same points."""
-    h = hashlib.sha256()
-    for term in sorted(points):
-        for key in sorted(points[term]):
-            h.update(f"{term}/{key}".encode())
-            h.update(points[term][key].detach().cpu().to(torch.float64).contiguous().numpy().tobytes())
-    return h.hexdigest()[:16]
 
 
 def _family(net: nn.Module) -> str:
@@ -145,7 +159,23 @@ def solve(problem: Problem, model: nn.Module, trainer: Trainer | None = None, *,
     log.info(f"{problem.name} with {type(net).__name__} {getattr(net, 'width', '')} ({n_params(model)} parameters), "
              f"{trainer.optimizer} for {trainer.steps} steps on {trainer.torch_device} in {trainer.dtype}, "
              f"{trainer.derivative_backend(model)} derivatives{' (CPU kernel)' if trainer.uses_kernel(model) else ''}")
-    result = trainer.fit(problem, model, points, x_eval, None if has_exact else u_ref, seed=seed)
+    out = Path(out_dir) if out_dir is not None else None
+    with run_lock(out):
+        resume = resume_from(trainer.config.resume, out)
+        if resume is not None:
+            log.info(f"resuming from {resume}")
+        extra = [Checkpointing(out / "checkpoint.pt", trainer.config.checkpoint.every, trainer.steps)] if out is not None else []
+        result = trainer.fit(problem, model, points, x_eval, None if has_exact else u_ref, seed=seed, resume=resume,
+                             extra_callbacks=extra)
+        return _finish(problem, net, model, trainer, result, points, x_eval, u_ref, has_exact, schedule, start_time, seed, out,
+                       plots, activations, digits, name, config)
+
+
+def _finish(problem: Problem, net: nn.Module, model: nn.Module, trainer: Trainer, result: TrainResult, points: Points,
+            x_eval: torch.Tensor, u_ref: torch.Tensor | None, has_exact: bool, schedule: dict[int, int], start_time: float,
+            seed: int, out: Path | None, plots: bool, activations: bool, digits: int, name: str | None,
+            config: str | None) -> Run:
+    """Evaluate the trained model, write the run's files and raise if training stopped early."""
 
     dev, dt = trainer.torch_device, trainer.torch_dtype
     x_eval = x_eval.to(device=dev, dtype=dt)
@@ -184,16 +214,50 @@ def solve(problem: Problem, model: nn.Module, trainer: Trainer | None = None, *,
             truth = float(problem.true_unknowns[key])
             attrs[f"unknown_{key}_rel_err"] = abs(attrs[f"unknown_{key}"] - truth) / abs(truth)
     tables = _interpretation(problem, net, result, attrs, x_eval, u_exact, digits)
-    out = Path(out_dir) if out_dir is not None else None
     if out is not None:
         _write(out, problem, net, result, attrs, tables, x_eval, u_pred, u_exact, points, plots, activations, dev, dt)
     log.info(f"{attrs['problem']} {attrs['model']}: rel_l2={attrs['rel_l2']:.3e} mse={attrs['mse']:.3e} "
              f"n_params={attrs['n_params']} wall_time={attrs['wall_time_s']:.1f}s steps={attrs['steps']}" + (f" -> {out}" if out else ""))
     if result.status != "ok":
-        where = f" (results and model.pt in {out})" if out is not None else ""
-        failure = NonFiniteLoss if result.message.startswith("non-finite") else TrainingFailed
-        raise failure(f"{result.message}{where}")
+        message = result.message + (f" (results and model.pt in {out})" if out is not None else "")
+        if result.status == "interrupted":
+            raise Interrupted(message, signal.Signals[result.message.split()[2].rstrip(";")].value)
+        raise (Diverged if result.status == "diverged" else NonFiniteLoss if result.message.startswith("non-finite")
+               else TrainingFailed)(message)
     return Run(problem, model, result, errs, attrs, out)
+
+
+def resume_from(setting: str, out: Path | None) -> Path | None:
+    """The checkpoint ``trainer.resume`` asks for: ``auto`` the run directory's (when there is one), ``never``
+    none, anything else a path that must exist."""
+    if setting == "never":
+        return None
+    if setting == "auto":
+        path = out / "checkpoint.pt" if out is not None else None
+        return path if path is not None and path.is_file() else None
+    path = Path(setting)
+    if not path.is_file():
+        raise CheckpointError(f"trainer.resume={setting}: no such checkpoint file")
+    return path
+
+
+@contextmanager
+def run_lock(out: Path | None) -> Iterator[None]:
+    """Hold an OS lock on ``out`` while a run writes there: a second run into the same directory is refused.
+    The lock dies with its process, so a killed run never blocks its own resume."""
+    if out is None or fcntl is None:
+        yield
+        return
+    out.mkdir(parents=True, exist_ok=True)
+    with open(out / ".kanpde.lock", "a+") as handle:
+        try:
+            fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            raise RunLocked(f"another kanpde run is writing into {out}; give this one its own directory (hydra.run.dir)") from None
+        try:
+            yield
+        finally:
+            fcntl.flock(handle, fcntl.LOCK_UN)
 
 
 def _write(out: Path, problem: Problem, net: nn.Module, result: TrainResult, attrs: Mapping[str, Any], tables: dict,

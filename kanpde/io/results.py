@@ -41,7 +41,7 @@ class RunAttributes:
     problem: str
     family: str  # kan, kan-chebyshev, kan-rbf or mlp: comparisons keep the bases apart
     n_params: int
-    status: str  # ok or failed
+    status: str  # ok, failed (non-finite), diverged or interrupted (checkpoint.pt continues it)
     model: str = ""  # e.g. KAN[2, 10, 1]
     width: list = field(default_factory=list)
     basis: str = ""

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
+import hashlib
 import math
 from typing import Any, Mapping, Sequence
 
@@ -18,6 +19,16 @@ Points = dict[str, dict[str, torch.Tensor]]
 """Collocation points by loss term: ``{"pde": {"x": ...}, "<condition name>": {"x": ..., "normal": ...}}``."""
 
 DEFAULT_EVAL_POINTS = {1: 1000, 2: 100, 3: 30}
+
+
+def points_digest(points: Points) -> str:
+    """A short hash of the collocation points, so a comparison can check that runs trained on the same points."""
+    h = hashlib.sha256()
+    for term in sorted(points):
+        for key in sorted(points[term]):
+            h.update(f"{term}/{key}".encode())
+            h.update(points[term][key].detach().cpu().to(torch.float64).contiguous().numpy().tobytes())
+    return h.hexdigest()[:16]
 
 
 class Problem(ABC):

@@ -81,8 +81,15 @@ class SamplerConfig:
     pool: int = 20000
 
 
+@dataclass
+class CheckpointConfig:
+    """``checkpoint.pt`` in the run directory every ``every`` steps (0: only at stage ends, interrupts and the end)."""
+    every: int = 200
+
+
 GROUPS = {"grid_extension": GridExtensionConfig, "reg": RegConfig, "symbolic": SymbolicConfig, "schedule": ScheduleConfig,
-          "loss": LossConfig, "sampler": SamplerConfig}
+          "loss": LossConfig, "sampler": SamplerConfig,
+          "checkpoint": CheckpointConfig}
 
 
 def _group(name: str, cls: type, value: Any) -> Any:
@@ -140,6 +147,11 @@ class TrainerConfig:
         reg, prune_at, prune_threshold, symbolic: sparsity, pruning and symbolic steps (KAN only).
         schedule, loss, sampler: Adam's learning-rate schedule, RBA and causal weights, RAD sampling.
         tensorboard: write the history's scalars for TensorBoard (``pip install kanpde[tensorboard]``).
+        checkpoint: how often a run with a directory writes ``checkpoint.pt`` (:class:`CheckpointConfig`).
+        resume: ``auto`` (continue from the run directory's checkpoint when there is one), ``never``, or
+            the path of a checkpoint to continue from.
+        divergence: a loss above ``divergence`` times the best loss so far ends training with
+            ``status="diverged"`` and the best state restored (0: never).
     """
 
     optimizer: str = "lbfgs"
@@ -165,6 +177,9 @@ class TrainerConfig:
     loss: LossConfig = field(default_factory=LossConfig)
     sampler: SamplerConfig = field(default_factory=SamplerConfig)
     tensorboard: bool = False
+    checkpoint: CheckpointConfig = field(default_factory=CheckpointConfig)
+    resume: str = "auto"
+    divergence: float = 1e8
 
     def __post_init__(self) -> None:
         for name, cls in GROUPS.items():
@@ -188,6 +203,10 @@ class TrainerConfig:
         for name in ("compile", "progress", "tensorboard"):
             if not isinstance(getattr(self, name), bool):
                 raise ValueError(f"trainer.{name} must be true or false, got {getattr(self, name)!r}")
+        self.checkpoint.every = checks.positive_int("trainer.checkpoint.every", self.checkpoint.every, minimum=0)
+        if not isinstance(self.resume, str) or not self.resume:
+            raise ValueError(f"trainer.resume must be auto, never or a checkpoint's path, got {self.resume!r}")
+        self.divergence = checks.positive_float("trainer.divergence", self.divergence, allow_zero=True)
         self._check_grid_extension()
         self._check_interpretation()
         self._check_adaptive()

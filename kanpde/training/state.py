@@ -61,6 +61,7 @@ class TrainState:
     callbacks: CallbackList
     derivatives: str
     seed: int = 0
+    initial_points: Points = field(default_factory=dict)
     x_eval: torch.Tensor | None = None
     u_exact: torch.Tensor | None = None
     against_reference: bool = False
@@ -104,9 +105,9 @@ class TrainState:
         self.new_optimizer()
         self.callbacks.call("on_model_change", self)
 
-    def fail(self, message: str) -> None:
-        """Stop training at this step with ``status="failed"``."""
-        self.stop, self.status, self.message = True, "failed", message
+    def fail(self, message: str, status: str = "failed") -> None:
+        """Stop training at this step with ``status`` (``failed``, ``diverged`` or ``interrupted``)."""
+        self.stop, self.status, self.message = True, status, message
 
     def result(self, steps_done: int) -> TrainResult:
         return TrainResult(self.history, self.elapsed(), steps_done, self.status, self.message, self.stages,

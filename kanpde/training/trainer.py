@@ -7,6 +7,7 @@ entry in the config; the loop does not change.
 """
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Any, Callable, Iterable
 
 import torch
@@ -19,6 +20,7 @@ from kanpde.pde.derivatives import resolve_backend
 from kanpde.pde.problem import Points, Problem
 from kanpde.training.callbacks.base import Callback, CallbackList, StepFunction
 from kanpde.training.callbacks.causal import CausalWeights
+from kanpde.training.callbacks.divergence import DivergenceGuard
 from kanpde.training.callbacks.grid_extension import GridExtension, extensions, schedule_notes
 from kanpde.training.callbacks.history import HistoryRecorder
 from kanpde.training.callbacks.lr_schedule import LRSchedule
@@ -30,6 +32,7 @@ from kanpde.training.callbacks.rad import RAD
 from kanpde.training.callbacks.rba import ResidualAttention
 from kanpde.training.callbacks.sparsity import SparsityPenalty
 from kanpde.training.callbacks.symbolic import SymbolicStep
+from kanpde.training.checkpoint import check_matches, load_checkpoint, restore
 from kanpde.training.config import TrainerConfig
 from kanpde.training.optimizers import make_optimizer, optimizer_step
 from kanpde.training.state import TrainResult, TrainState
@@ -81,6 +84,8 @@ class Trainer:
         """The techniques the config turns on, in the order their hooks run."""
         c = self.config
         cbs: list[Callback] = [NonFiniteRollback()]
+        if c.divergence > 0:
+            cbs.append(DivergenceGuard(c.divergence))
         if c.grid_extension.at:
             cbs.append(GridExtension(c))
         if c.optimizer == "adam_lbfgs":
@@ -101,33 +106,44 @@ class Trainer:
             cbs.append(SparsityPenalty(c.reg))
         return cbs + [HistoryRecorder(c.log_every, c.steps), ProgressBar(c.steps, c.progress)]
 
-    def all_callbacks(self) -> CallbackList:
-        return CallbackList(self.default_callbacks() + [cb if isinstance(cb, Callback) else StepFunction(cb) for cb in self.callbacks])
+    def all_callbacks(self, extra: Iterable[Callback] = ()) -> CallbackList:
+        user = [cb if isinstance(cb, Callback) else StepFunction(cb) for cb in self.callbacks]
+        return CallbackList(self.default_callbacks() + user + list(extra))
 
     def fit(self, problem: Problem, model: nn.Module, points: Points, x_eval: torch.Tensor | None = None,
-            u_ref: torch.Tensor | None = None, seed: int = 0) -> TrainResult:
+            u_ref: torch.Tensor | None = None, seed: int = 0, resume: str | Path | None = None,
+            extra_callbacks: Iterable[Callback] = ()) -> TrainResult:
         """Train ``model`` (in place) on ``points``; errors on ``x_eval`` are logged.
 
         Errors are taken against ``u_ref`` (m, n_out) when given (reference data), else against
         ``problem.exact``.  The problem's unknown coefficients train with the model.  ``seed`` seeds
-        what training draws (RAD's points).  A non-finite loss stops training with the model restored
-        to its last finite state and ``status="failed"``; the message names the step.
+        what training draws (RAD's points).  ``resume`` continues from a checkpoint of this same run
+        (:mod:`kanpde.training.checkpoint`); ``extra_callbacks`` run after all others (checkpoints).
+        A non-finite loss stops training with the model restored to its last finite state and
+        ``status="failed"``; the message names the step.
         """
-        state = self._start(problem, model, points, x_eval, u_ref, seed)
+        state = self._start(problem, model, points, x_eval, u_ref, seed, extra_callbacks)
         cbs = state.callbacks
         cbs.call("on_fit_start", state)
         state.new_optimizer()
-        for state.step in range(self.config.steps):
+        done = 0
+        if resume is not None:
+            payload = load_checkpoint(resume)
+            check_matches(payload, state, resume)
+            restore(state, payload)
+            done = state.step + 1
+        for state.step in range(done, self.config.steps):
             cbs.call("on_step_start", state)
             if state.stop:
                 break
             state.first_squares = None
             state.loss, state.terms = optimizer_step(state.optimizer, lambda: self.loss(state))
             cbs.call("on_step_end", state)
+            if state.status in ("ok", "interrupted"):  # a failed step does not count
+                done = state.step + 1
             if state.stop:
                 break
-        steps_done = state.step if state.stop else self.config.steps
-        state.step = steps_done
+        steps_done = state.step = done
         cbs.call("on_stage_end", state)
         cbs.call("on_fit_end", state)
         return state.result(steps_done)
@@ -149,9 +165,9 @@ class Trainer:
         return loss, terms
 
     def _start(self, problem: Problem, model: nn.Module, points: Points, x_eval: torch.Tensor | None,
-               u_ref: torch.Tensor | None, seed: int) -> TrainState:
+               u_ref: torch.Tensor | None, seed: int, extra: Iterable[Callback]) -> TrainState:
         """Check everything, move model, unknowns and points to the training device and dtype."""
-        callbacks = self.all_callbacks()
+        callbacks = self.all_callbacks(extra)
         self.check_model(model, callbacks)
         self.check_problem(problem, callbacks)
         dev, dt = self.torch_device, self.torch_dtype
@@ -164,7 +180,8 @@ class Trainer:
             u_exact = problem.exact(x_eval) if u_ref is None else u_ref.to(device=dev, dtype=dt)
         return TrainState(config=self.config, problem=problem, model=model, loss_model=CompiledJet(model) if self.config.compile else model,
                           trainable=nn.ModuleDict({"model": model, "unknowns": problem.unknowns}), points=pts, callbacks=callbacks,
-                          derivatives=self.config.derivatives, seed=int(seed), x_eval=x_eval, u_exact=u_exact,
+                          derivatives=self.config.derivatives, seed=int(seed), initial_points={t: dict(p) for t, p in pts.items()},
+                          x_eval=x_eval, u_exact=u_exact,
                           against_reference=u_ref is not None)
 
     # -- checks and descriptions, before training ------------------------------------------------

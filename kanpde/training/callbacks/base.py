@@ -77,6 +77,14 @@ class Callback:
     def on_fit_end(self, state: TrainState) -> None:
         """After the last step (or a stop)."""
 
+    def checkpoint_state(self) -> dict:
+        """What this callback needs in ``checkpoint.pt`` to continue exactly (tensors and plain values)."""
+        return {}
+
+    def restore_state(self, state: TrainState, saved: dict) -> None:
+        """Continue from a checkpoint: ``saved`` is what :meth:`checkpoint_state` returned, and ``state``
+        already holds the restored model, points, history and optimiser."""
+
 
 class CallbackList:
     """Callbacks called in order; step hooks stop dispatching once a callback stopped training."""

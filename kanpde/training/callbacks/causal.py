@@ -113,3 +113,6 @@ class CausalWeights(Callback):
 
     def on_resample(self, state: TrainState, term: str, residual: torch.Tensor, residual_max: torch.Tensor) -> None:
         self.slabs = self._index(state)
+
+    def restore_state(self, state: TrainState, saved: dict) -> None:
+        self.slabs = self._index(state)  # from the checkpoint's points

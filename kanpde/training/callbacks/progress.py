@@ -31,3 +31,7 @@ class ProgressBar(Callback):
 
     def on_fit_end(self, state: TrainState) -> None:
         self.bar.close()
+
+    def restore_state(self, state: TrainState, saved: dict) -> None:
+        self.bar.update(state.step + 1)
+        self.recorded = len(state.history.get("step", []))

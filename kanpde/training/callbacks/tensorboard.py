@@ -37,3 +37,6 @@ class TensorBoardLogger(Callback):
     def on_fit_end(self, state: TrainState) -> None:
         self.writer.flush()
         self.writer.close()
+
+    def restore_state(self, state: TrainState, saved: dict) -> None:
+        self.written = len(state.history.get("step", []))  # rows the interrupted run already wrote

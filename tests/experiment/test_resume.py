@@ -1,0 +1,99 @@
+"""Long runs through the command line: SIGTERM and SIGKILL mid-run, then resume to the uninterrupted history."""
+from __future__ import annotations
+
+import fcntl
+import os
+import random
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+import kanpde
+from kanpde.experiment.solve import RunLocked
+from kanpde.io import read_results
+from kanpde.problems.poisson import Poisson1D
+
+ROOT = Path(__file__).resolve().parents[2]
+ARGS = ["problem=poisson1d", "problem.n_interior=1500", "model.width=[1,5,1]", "trainer.steps=200", "trainer.checkpoint.every=1",
+        "trainer.grid_extension.at=[40]", "trainer.grid_extension.grids=[10]", "trainer.log_every=5", "trainer.progress=false",
+        "plots=false"]
+
+
+def start(out: Path, *extra: str) -> subprocess.Popen:
+    return subprocess.Popen([sys.executable, "-m", "kanpde", *ARGS, *extra, f"hydra.run.dir={out}"], cwd=ROOT,
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env={**os.environ, "OMP_NUM_THREADS": "1"})
+
+
+def interrupt(out: Path, sig: int) -> subprocess.Popen:
+    """Start a run and send ``sig`` a little after its first checkpoint appears."""
+    proc = start(out)
+    deadline = time.time() + 120
+    while not (out / "checkpoint.pt").exists() and proc.poll() is None and time.time() < deadline:
+        time.sleep(0.05)
+    time.sleep(random.Random(sig).uniform(0.2, 1.0))
+    proc.send_signal(sig)
+    proc.communicate(timeout=120)
+    return proc
+
+
+def same_history(a: Path, b: Path) -> None:
+    ha, hb = read_results(a / "results.h5")["history"], read_results(b / "results.h5")["history"]
+    assert ha.keys() == hb.keys()
+    for key in ha:
+        if key != "time_s":
+            np.testing.assert_array_equal(ha[key], hb[key], err_msg=key)
+
+
+@pytest.fixture(scope="module")
+def reference(tmp_path_factory):
+    out = tmp_path_factory.mktemp("reference")
+    proc = start(out)
+    _, err = proc.communicate(timeout=300)
+    assert proc.returncode == 0, err
+    return out
+
+
+@pytest.mark.slow
+def test_sigterm_stops_cleanly_and_the_run_resumes_to_the_same_history(reference, tmp_path):
+    proc = interrupt(tmp_path, signal.SIGTERM)
+    assert proc.returncode == 143
+    attrs = read_results(tmp_path / "results.h5")["attrs"]
+    assert attrs["status"] == "interrupted" and "SIGTERM" in attrs["message"] and 0 < attrs["steps"] < 200
+    resumed = start(tmp_path)
+    out, err = resumed.communicate(timeout=300)
+    assert resumed.returncode == 0, err
+    assert "resuming from" in out
+    assert read_results(tmp_path / "results.h5")["attrs"]["steps"] == 200
+    same_history(reference, tmp_path)
+
+
+@pytest.mark.slow
+def test_sigkill_loses_at_most_a_step_and_the_run_resumes_to_the_same_history(reference, tmp_path):
+    proc = interrupt(tmp_path, signal.SIGKILL)
+    assert proc.returncode == -signal.SIGKILL and not (tmp_path / "results.h5").exists()
+    resumed = start(tmp_path)
+    _, err = resumed.communicate(timeout=300)
+    assert resumed.returncode == 0, err
+    same_history(reference, tmp_path)
+
+
+@pytest.mark.slow
+def test_resume_errors_are_one_line(tmp_path):
+    proc = start(tmp_path, "trainer.resume=/no/such/checkpoint.pt")
+    _, err = proc.communicate(timeout=120)
+    assert proc.returncode == 2 and err.strip().splitlines() == [err.strip()] and "/no/such/checkpoint.pt" in err
+
+
+def test_a_second_run_into_a_locked_directory_is_refused(tmp_path):
+    tmp_path.mkdir(exist_ok=True)
+    with open(tmp_path / ".kanpde.lock", "a+") as handle:
+        fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)  # a run in progress
+        problem = Poisson1D(n_interior=16, n_boundary=2)
+        with pytest.raises(RunLocked, match="another kanpde run is writing into"):
+            kanpde.solve(problem, kanpde.KAN([1, 2, 1]), kanpde.Trainer(steps=2, progress=False), out_dir=tmp_path)
+    assert not (tmp_path / "results.h5").exists()
