@@ -33,11 +33,15 @@ Param = float | int | str
 
 
 def cache_dir() -> Path:
-    """The cache directory: ``$KANPDE_CACHE`` when set (and not empty), else ``~/.cache/kanpde``. Not created here."""
+    """kanpde's cache (reference solutions; compiled kernels under ``kernels/``): ``$KANPDE_CACHE`` when set
+    (and not empty), else ``$XDG_CACHE_HOME/kanpde``, else ``~/.cache/kanpde``. Not created here."""
+    if os.environ.get("KANPDE_CACHE_DIR"):
+        warnings.warn("kanpde: KANPDE_CACHE_DIR is no longer read; KANPDE_CACHE names kanpde's one cache directory",
+                      RuntimeWarning, stacklevel=2)
     env = os.environ.get(ENV_VAR)
     if env:
         return Path(env).expanduser()
-    return Path.home() / ".cache" / "kanpde"
+    return Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "kanpde"
 
 
 def _check_params(params: Mapping[str, Param]) -> dict[str, Param]:

@@ -4,7 +4,8 @@ On the CPU a layer's forward derivative pass is a few dozen small tensor operati
 costs dominate at the sizes physics-informed training uses.  ``layer_jet.c`` does the same work,
 forward and backward, in one blocked loop over the points that the C compiler vectorises.  It is
 plain C (no torch headers), compiled on first use with the system's C compiler (about a second)
-into a per-user cache (``$KANPDE_CACHE_DIR``, else ``~/.cache/kanpde``) and loaded with ctypes.
+into kanpde's private per-user cache (``$KANPDE_CACHE/kernels``, else ``~/.cache/kanpde/kernels``) and
+loaded with ctypes after its content hash is checked.
 Built with OpenMP (``-fopenmp``) it splits the points over torch's threads; loaded into a process
 that has imported torch, it shares torch's OpenMP runtime and its threads.
 
@@ -29,6 +30,8 @@ from pathlib import Path
 from typing import Iterator
 
 import torch
+
+from kanpde.io.cache import cache_dir as kanpde_cache_dir
 from torch.autograd.function import once_differentiable
 
 SOURCE = Path(__file__).with_name("layer_jet.c")
@@ -61,11 +64,32 @@ def switched(on: bool) -> Iterator[None]:
         _switch.pop()
 
 
+def private(directory: Path) -> bool:
+    """Whether ``directory`` is this user's and no one else can write to it (so no one else can plant a library there)."""
+    st = directory.stat()
+    return st.st_uid == os.getuid() and not st.st_mode & 0o022
+
+
+@lru_cache(maxsize=None)
+def _private_temporary() -> Path:
+    return Path(tempfile.mkdtemp(prefix="kanpde-kernels-"))  # mode 0700, new for this process
+
+
 def cache_dir() -> Path:
-    """Where compiled kernels are kept: ``$KANPDE_CACHE_DIR``, else ``$XDG_CACHE_HOME/kanpde`` or ``~/.cache/kanpde``."""
-    if os.environ.get("KANPDE_CACHE_DIR"):
-        return Path(os.environ["KANPDE_CACHE_DIR"])
-    return Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "kanpde"
+    """Where compiled kernels are kept: ``kernels/`` in kanpde's cache (:func:`kanpde.io.cache.cache_dir`),
+    created private (mode 0700); if that cannot be had, or another user could write there, a fresh
+    private temporary directory of this process."""
+    directory = kanpde_cache_dir() / "kernels"
+    try:
+        directory.mkdir(mode=0o700, parents=True, exist_ok=True)
+        if private(directory):
+            return directory
+        reason = f"{directory} is writable by other users or owned by another"
+    except OSError as e:
+        reason = str(e)
+    warnings.warn(f"kanpde: the kernel cache is not private ({reason}); building into a private temporary directory", RuntimeWarning,
+                  stacklevel=2)
+    return _private_temporary()
 
 
 def compiler() -> str | None:
@@ -98,7 +122,7 @@ def _load(dtype: torch.dtype) -> ctypes.CDLL | None:
     errors = []
     for openmp in (["-fopenmp"], []):  # without OpenMP the kernel runs on one thread
         flags = [*FLAGS, *openmp, f"-DREAL={C_TYPES[dtype]}"]
-        for directory in (cache_dir(), Path(tempfile.gettempdir()) / "kanpde-kernels"):  # the temporary one if the cache is not writable
+        for directory in dict.fromkeys((cache_dir(), _private_temporary())):  # the temporary one if the cache is not writable
             try:
                 lib = ctypes.CDLL(str(_build(cc, flags, directory, C_TYPES[dtype])))
             except OSError as err:
@@ -118,16 +142,23 @@ def _build(cc: str, flags: list[str], directory: Path, name: str) -> Path:
     """The shared library for these flags in ``directory``, compiled unless already there; OSError if it cannot be."""
     key = hashlib.sha256(SOURCE.read_bytes() + " ".join([cc, *flags, platform.machine()]).encode()).hexdigest()[:16]
     target = directory / f"layer_jet_{name}_{key}.so"
-    if target.exists():
+    manifest = target.with_suffix(".sha256")  # the library's own hash, written by the build that made it
+    if target.exists() and manifest.exists() and manifest.read_text().strip() == _digest(target):
         return target
-    directory.mkdir(parents=True, exist_ok=True)
+    directory.mkdir(mode=0o700, parents=True, exist_ok=True)
     with tempfile.TemporaryDirectory(dir=directory) as tmp:  # built aside, then moved in whole: parallel jobs may build at once
         built = Path(tmp) / target.name
         proc = subprocess.run([cc, *flags, str(SOURCE), "-o", str(built), "-lm"], capture_output=True, text=True)
         if proc.returncode != 0:
             raise OSError(f"{cc} exited with {proc.returncode}: {proc.stderr.strip()[-600:]}")
+        (Path(tmp) / manifest.name).write_text(_digest(built))
         os.replace(built, target)
+        os.replace(Path(tmp) / manifest.name, manifest)
     return target
+
+
+def _digest(path: Path) -> str:
+    return hashlib.sha256(path.read_bytes()).hexdigest()
 
 
 def _ptr(t: torch.Tensor | None) -> int | None:

@@ -132,7 +132,7 @@ def test_wheel_ships_the_configs(tmp_path):
     # the CPU kernel's source ships too, and the installed package builds it (into a fresh cache)
     probe = "import torch; from kanpde.models import native; print(native.SOURCE, native.library(torch.float64) is not None)"
     source, built = subprocess.run([sys.executable, "-c", probe], cwd=tmp_path, capture_output=True, text=True, check=True,
-                                   env={**os.environ, **env, "KANPDE_CACHE_DIR": str(tmp_path / "cache")}).stdout.split()
+                                   env={**os.environ, **env, "KANPDE_CACHE": str(tmp_path / "cache")}).stdout.split()
     assert Path(source) == target / "kanpde" / "models" / "layer_jet.c" and Path(source).is_file()
     assert built == str(native.compiler() is not None)
     proc = kanpde("problem=poisson2d_sin", "--cfg", "job", cwd=tmp_path, env=env)

@@ -118,7 +118,7 @@ def test_kernel_takes_the_gradient_to_earlier_layers_jets():
 
 def test_without_a_compiler_layers_keep_torch_operations(monkeypatch, tmp_path):
     monkeypatch.setenv("CC", str(tmp_path / "no-such-compiler"))
-    monkeypatch.setenv("KANPDE_CACHE_DIR", str(tmp_path / "cache"))
+    monkeypatch.setenv("KANPDE_CACHE", str(tmp_path / "cache"))
     monkeypatch.setattr(native, "_libraries", {})
     torch.manual_seed(7)
     model = KAN([2, 3, 1], grid=5, k=3).double()
@@ -164,3 +164,28 @@ def test_backward_runs_in_the_kernel_even_when_switched_off_after_the_forward():
         sum((p * (j + 1)).square().mean() for j, p in enumerate([jet.value, jet.first, jet.second])).backward()
     for a, b in zip([p.grad for p in model.parameters()], ref_grads):
         assert rel(a, b) <= 1e-14
+
+
+def test_kernels_load_only_from_a_private_directory(monkeypatch, tmp_path):
+    """A cache other users can write to is not used: the kernel is built into a fresh private directory."""
+    shared = tmp_path / "shared"
+    (shared / "kernels").mkdir(parents=True)
+    (shared / "kernels").chmod(0o777)
+    monkeypatch.setenv("KANPDE_CACHE", str(shared))
+    monkeypatch.setattr(native, "_libraries", {})
+    with pytest.warns(RuntimeWarning, match="not private"):
+        where = native.cache_dir()
+    assert where != shared / "kernels" and native.private(where) and (where.stat().st_mode & 0o777) == 0o700
+
+
+def test_a_library_that_does_not_match_its_hash_is_rebuilt(monkeypatch, tmp_path):
+    if native.compiler() is None:
+        pytest.skip("no C compiler")
+    monkeypatch.setenv("KANPDE_CACHE", str(tmp_path))
+    flags = [*native.FLAGS, "-DREAL=double"]
+    built = native._build(native.compiler(), flags, native.cache_dir(), "double")
+    assert (tmp_path / "kernels").stat().st_mode & 0o777 == 0o700
+    original = built.read_bytes()
+    built.write_bytes(b"planted")  # what another hand could leave there: not loaded, rebuilt from the source
+    again = native._build(native.compiler(), flags, native.cache_dir(), "double")
+    assert again == built and again.read_bytes() == original
