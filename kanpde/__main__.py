@@ -25,7 +25,7 @@ def _main(cfg: DictConfig) -> float:
     sweep = hc.mode == RunMode.MULTIRUN
     try:
         attrs = run(cfg, Path(hc.runtime.output_dir), problem_name=hc.runtime.choices.get("problem"),
-                    launcher=OmegaConf.to_container(hc.launcher, resolve=False) if sweep else None)
+                    launcher=OmegaConf.to_container(hc.launcher, resolve=False) if sweep else None, job_num=int(hc.job.num or 0) if sweep else 0)
     except (ConfigError, CheckpointError, RunLocked, TrainingFailed) as e:
         what = ("interrupted" if isinstance(e, Interrupted) else "training failed" if isinstance(e, TrainingFailed)
                 else "cannot start" if isinstance(e, RunLocked) else "invalid config")

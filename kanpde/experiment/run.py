@@ -11,7 +11,7 @@ from omegaconf import DictConfig, OmegaConf
 
 from kanpde import checks
 from kanpde.experiment.solve import TrainingFailed, check, resume_from, solve  # noqa: F401  (TrainingFailed: re-exported for the CLI)
-from kanpde.experiment.threads import job_threads
+from kanpde.experiment.threads import job_device, job_threads
 from kanpde.pde.problem import Problem
 
 
@@ -100,11 +100,13 @@ def run(
     output_dir: str | Path,
     problem_name: str | None = None,
     launcher: Mapping[str, Any] | None = None,
+    job_num: int = 0,
 ) -> dict[str, Any]:
     """Run the experiment described by ``cfg``, writing ``results.h5``, ``model.pt`` and plots into ``output_dir``.
 
     ``launcher`` is the Hydra launcher config when the run is one job of a sweep; with ``threads=auto``
-    it decides this job's share of the machine's cores (:func:`kanpde.experiment.threads.job_threads`).
+    it decides this job's share of the machine's cores (:func:`kanpde.experiment.threads.job_threads`), and
+    with ``trainer.device=auto`` under the joblib launcher its GPU (job ``job_num`` of the sweep).
     Returns the root attributes written to ``results.h5``.  Raises :class:`ConfigError` before any
     training for a bad config value, and :class:`TrainingFailed` after writing the results when
     training stopped early.
@@ -114,6 +116,8 @@ def run(
     if threads is not None:
         torch.set_num_threads(threads)
     plain = OmegaConf.to_container(cfg, resolve=True)
+    gpus = torch.cuda.device_count() if torch.cuda.is_available() else 0
+    plain["trainer"]["device"] = job_device(plain["trainer"].get("device", "auto"), launcher, job_num, gpus)
     trainer = build("trainer", plain["trainer"])
     problem = build("problem", plain["problem"])
     if plain["model"].get("width") is not None:

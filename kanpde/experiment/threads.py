@@ -60,3 +60,12 @@ def job_threads(
     if target.endswith("LocalLauncher"):  # submitit's local executor
         return max(1, int((launcher or {}).get("cpus_per_task") or 1))
     return None
+
+
+def job_device(requested: str, launcher: Mapping[str, Any] | None, job_num: int, gpus: int) -> str:
+    """The device a sweep job trains on: ``trainer.device`` unless it is ``auto`` and the joblib launcher runs
+    several jobs on a machine with several GPUs; then job ``job_num`` takes GPU ``job_num mod gpus``, one
+    GPU each.  (SLURM gives each submitit job its own GPUs, which it sees as ``cuda:0``...)"""
+    if requested != AUTO or gpus < 2 or "joblib" not in str((launcher or {}).get("_target_", "")).lower():
+        return requested
+    return f"cuda:{job_num % gpus}"

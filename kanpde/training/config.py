@@ -92,6 +92,21 @@ GROUPS = {"grid_extension": GridExtensionConfig, "reg": RegConfig, "symbolic": S
           "checkpoint": CheckpointConfig}
 
 
+def check_device(device: Any) -> str:
+    """``auto``, ``cpu``, ``cuda`` or ``cuda:N`` for a GPU torch sees; a ValueError naming ``trainer.device`` otherwise."""
+    text = str(device)
+    kind, _, index = text.partition(":")
+    if kind not in ("auto", "cpu", "cuda") or (index and (kind != "cuda" or not index.isdigit())):
+        raise ValueError(f"trainer.device must be auto, cpu, cuda or cuda:N, got {device!r}")
+    if kind == "cuda":
+        count = torch.cuda.device_count() if torch.cuda.is_available() else 0
+        if count == 0:
+            raise ValueError(f"trainer.device={text} but torch sees no CUDA device; use trainer.device=cpu or auto")
+        if index and int(index) >= count:
+            raise ValueError(f"trainer.device={text} but torch sees {count} CUDA device(s), cuda:0 to cuda:{count - 1}")
+    return text
+
+
 def _group(name: str, cls: type, value: Any) -> Any:
     """``value`` (a dataclass or a mapping such as a config node) as ``cls``; an unknown key fails, naming the group."""
     if isinstance(value, cls):
@@ -141,7 +156,7 @@ class TrainerConfig:
             activations' range before each extension, pykan's habit).
         log_every: record the history every this many steps.
         progress: show a progress bar (it switches itself off when stderr is not a terminal).
-        device: ``auto``, ``cpu`` or ``cuda``; dtype: ``float32`` or ``float64``.
+        device: ``auto``, ``cpu``, ``cuda`` or ``cuda:N``; dtype: ``float32`` or ``float64``.
         derivatives: ``auto`` (forward propagation where the model has it), ``forward`` or ``autograd``.
         compile: ``torch.compile`` the forward derivative pass (the model itself is left alone).
         reg, prune_at, prune_threshold, symbolic: sparsity, pruning and symbolic steps (KAN only).
@@ -195,11 +210,9 @@ class TrainerConfig:
             raise ValueError(f"trainer.adam_steps must lie strictly between 0 and trainer.steps={self.steps} for adam_lbfgs, got {self.adam_steps}")
         self.grid_update = checks.one_of("trainer.grid_update", self.grid_update, ("none", "extension"))
         self.extension_state = checks.one_of("trainer.extension_state", self.extension_state, ("fresh", "carry"))
-        self.device = checks.one_of("trainer.device", self.device, ("auto", "cpu", "cuda"))
+        self.device = check_device(self.device)
         self.dtype = checks.one_of("trainer.dtype", self.dtype, ("float32", "float64"))
         self.derivatives = checks.one_of("trainer.derivatives", self.derivatives, BACKENDS)
-        if self.device == "cuda" and not torch.cuda.is_available():
-            raise ValueError("trainer.device=cuda but torch sees no CUDA device; use trainer.device=cpu or auto")
         for name in ("compile", "progress", "tensorboard"):
             if not isinstance(getattr(self, name), bool):
                 raise ValueError(f"trainer.{name} must be true or false, got {getattr(self, name)!r}")
