@@ -131,3 +131,31 @@ def test_a_diverging_loss_ends_the_run_with_the_best_state(f64, poisson):
     best = min(result.history["loss"])
     restored = sum(poisson.weights[t] * v.mean() for t, v in poisson.pointwise(model, points).items())
     assert float(restored) < 10 * best  # the restored model is the best step's (its loss before that step's update)
+
+
+def test_a_schedulers_timeout_warning_gets_a_checkpoint_before_its_handler(f64, tmp_path):
+    """submitit sends SIGUSR2 (local) or SIGUSR1 (SLURM) before a time limit and requeues the job in its handler:
+    the checkpoint of the step just finished is written first, then that handler runs, and training goes on."""
+    import os
+    import signal
+
+    seen = []
+
+    def scheduler(signum, frame):
+        seen.append(load_checkpoint(tmp_path / "checkpoint.pt")["step"])
+
+    class Warn(Callback):
+        def on_step_end(self, state):
+            if state.step == 3:
+                os.kill(os.getpid(), signal.SIGUSR2)
+
+    previous = signal.signal(signal.SIGUSR2, scheduler)
+    try:
+        problem = poisson1d()
+        model, points = setup_kan(problem, [1, 3, 1])
+        trainer = Trainer(optimizer="adam", steps=6, progress=False, callbacks=[Warn()])
+        result = trainer.fit(problem, model, points, extra_callbacks=[Checkpointing(tmp_path / "checkpoint.pt", 0, 6)])
+    finally:
+        signal.signal(signal.SIGUSR2, previous)
+    assert seen == [3] and result.status == "ok" and result.steps_done == 6
+    assert signal.getsignal(signal.SIGUSR2) is previous
