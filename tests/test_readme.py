@@ -4,6 +4,7 @@ from __future__ import annotations
 import re
 from pathlib import Path
 
+import pytest
 from torch import nn
 
 README = Path(__file__).resolve().parents[1] / "README.md"
@@ -31,3 +32,19 @@ def test_readme_problem_example_is_consistent():
     # and a wrong candidate (zero at t = 0, so the initial term cannot tell) does not satisfy the others
     wrong = problem.losses(Model(0.05), points, "autograd")
     assert float(wrong["pde"].detach()) > 1e-6 and float(wrong["robin"].detach()) > 1e-6
+
+
+@pytest.mark.slow
+def test_readme_python_api_example_runs(tmp_path, monkeypatch):
+    """The notebook example, shortened (fewer points and steps), trains and writes the CLI's files."""
+    monkeypatch.chdir(tmp_path)
+    blocks = re.findall(r"```python\n(.*?)```", README.read_text(), flags=re.S)
+    example = next(b for b in blocks if "kanpde.solve(" in b)
+    short = (example.replace("steps=500", "steps=30").replace('"at": [300]', '"at": [15]')
+             .replace("Poisson2D()", "Poisson2D(n_interior=300, n_boundary=40)"))
+    assert short != example
+    namespace: dict = {}
+    exec(compile(short, "README.md", "exec"), namespace)
+    run = namespace["run"]
+    assert run.history["grid"][-1] == 10 and run.history["loss"][-1] < run.history["loss"][0]
+    assert {p.name for p in (tmp_path / "runs" / "poisson2d").iterdir()} >= {"results.h5", "model.pt", "checkpoint.pt", "solution.png"}
