@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import importlib
+import logging
 import re
 from pathlib import Path
 from typing import Any, Mapping
@@ -12,6 +13,7 @@ from omegaconf import DictConfig, OmegaConf
 from kanpde import checks
 from kanpde.experiment.solve import TrainingFailed, check, resume_from, solve  # noqa: F401  (TrainingFailed: re-exported for the CLI)
 from kanpde.experiment.threads import job_device, job_threads
+from kanpde.training import distributed
 from kanpde.pde.problem import Problem
 
 
@@ -118,6 +120,10 @@ def run(
     plain = OmegaConf.to_container(cfg, resolve=True)
     gpus = torch.cuda.device_count() if torch.cuda.is_available() else 0
     plain["trainer"]["device"] = job_device(plain["trainer"].get("device", "auto"), launcher, job_num, gpus)
+    if distributed.launched():  # torchrun: join the ranks; each takes its own GPU, or the CPU
+        plain["trainer"]["device"] = distributed.init(plain["trainer"]["device"])
+        if distributed.rank() > 0:
+            logging.getLogger("kanpde").setLevel(logging.WARNING)  # rank 0 speaks for the run
     trainer = build("trainer", plain["trainer"])
     problem = build("problem", plain["problem"])
     if plain["model"].get("width") is not None:
@@ -135,6 +141,9 @@ def run(
     try:
         check(problem, net, trainer, bool(interpret.get("activations", False)))
         resume_from(trainer.config.resume, Path(output_dir))
+        if distributed.ranks() > 1:
+            trainer.check_data_parallel()
+            distributed.shard(problem.sample_points(int(cfg.seed)), distributed.rank(), distributed.ranks())
     except ValueError as e:
         raise ConfigError(str(e)) from None
     return solve(problem, net, trainer, out_dir=Path(output_dir), seed=int(cfg.seed), plots=bool(cfg.get("plots", True)),

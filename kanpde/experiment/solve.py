@@ -29,7 +29,7 @@ from kanpde.models.kan import KAN
 from kanpde.models.protocols import GridModel, n_params
 from kanpde.pde import metrics
 from kanpde.pde.problem import Points, Problem, points_digest
-from kanpde.training import Trainer, TrainResult
+from kanpde.training import Trainer, TrainResult, distributed
 from kanpde.training.callbacks.checkpointing import Checkpointing
 from kanpde.training.checkpoint import CheckpointError
 
@@ -160,13 +160,20 @@ def solve(problem: Problem, model: nn.Module, trainer: Trainer | None = None, *,
              f"{trainer.optimizer} for {trainer.steps} steps on {trainer.torch_device} in {trainer.dtype}, "
              f"{trainer.derivative_backend(model)} derivatives{' (CPU kernel)' if trainer.uses_kernel(model) else ''}")
     out = Path(out_dir) if out_dir is not None else None
+    train_points, shards = points, None
+    if distributed.ranks() > 1:  # started by torchrun: train on this rank's share; rank 0 alone writes files
+        train_points, shards = distributed.shard(points, distributed.rank(), distributed.ranks())
+        log.info(f"data-parallel on {shards.size} ranks ({', '.join(f'{t}: {n}' for t, n in shards.counts.items())} points in all); "
+                 f"no checkpoints yet")
+        out = out if shards.rank == 0 else None
     with run_lock(out):
-        resume = resume_from(trainer.config.resume, out)
+        resume = resume_from(trainer.config.resume, out) if shards is None else None
         if resume is not None:
             log.info(f"resuming from {resume}")
-        extra = [Checkpointing(out / "checkpoint.pt", trainer.config.checkpoint.every, trainer.steps)] if out is not None else []
-        result = trainer.fit(problem, model, points, x_eval, None if has_exact else u_ref, seed=seed, resume=resume,
-                             extra_callbacks=extra)
+        every = trainer.config.checkpoint.every
+        extra = [Checkpointing(out / "checkpoint.pt", every, trainer.steps)] if out is not None and shards is None else []
+        result = trainer.fit(problem, model, train_points, x_eval, None if has_exact else u_ref, seed=seed, resume=resume,
+                             extra_callbacks=extra, shards=shards)
         return _finish(problem, net, model, trainer, result, points, x_eval, u_ref, has_exact, schedule, start_time, seed, out,
                        plots, activations, digits, name, config)
 

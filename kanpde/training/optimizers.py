@@ -8,6 +8,7 @@ import torch
 from torch import nn
 
 from kanpde.training.config import TrainerConfig
+from kanpde.training.distributed import Shards
 
 LossFn = Callable[[], "tuple[torch.Tensor, dict[str, torch.Tensor]]"]
 
@@ -24,30 +25,40 @@ def make_optimizer(config: TrainerConfig, params: nn.Module, step: int) -> torch
     )
 
 
-def optimizer_step(opt: torch.optim.Optimizer, loss_fn: LossFn) -> tuple[float, dict[str, torch.Tensor]]:
+def optimizer_step(opt: torch.optim.Optimizer, loss_fn: LossFn, shards: Shards | None = None) -> tuple[float, dict[str, torch.Tensor]]:
     """One step of ``opt`` on ``loss_fn() -> (loss, terms)``; returns the loss and the terms at the step's start.
 
     A non-finite loss takes no step (the caller decides what follows).  An L-BFGS line search that
     found no decrease clears the optimiser's memory, so the next step starts from steepest descent.
+    With ``shards`` (data-parallel ranks), ``loss_fn`` gives this rank's share: losses, terms and
+    gradients are summed over the ranks before the optimiser sees them.
     """
+    total = (lambda v: v.detach()) if shards is None else shards.sum
+    params = [p for group in opt.param_groups for p in group["params"]]
     terms: dict[str, torch.Tensor] = {}
+
+    def backward(loss: torch.Tensor) -> None:
+        loss.backward()
+        if shards is not None:
+            shards.reduce_gradients_of(params)
+
     if isinstance(opt, torch.optim.LBFGS):
         def closure() -> torch.Tensor:
             opt.zero_grad(set_to_none=True)
             loss, parts = loss_fn()
             if not terms:  # the first evaluation is the loss at the start of this step
-                terms.update({t: v.detach() for t, v in parts.items()})
-            loss.backward()
-            return loss
+                terms.update({t: total(v) for t, v in parts.items()})
+            backward(loss)
+            return loss if shards is None else total(loss)
         loss_val = float(opt.step(closure).detach())
         if float(opt.state[opt.param_groups[0]["params"][0]].get("t", 1.0)) == 0.0:
             opt.state.clear()
         return loss_val, terms
     opt.zero_grad(set_to_none=True)
     loss, parts = loss_fn()
-    terms.update({t: v.detach() for t, v in parts.items()})
-    loss_val = loss.item()
+    terms.update({t: total(v) for t, v in parts.items()})
+    loss_val = total(loss).item()
     if math.isfinite(loss_val):
-        loss.backward()
+        backward(loss)
         opt.step()
     return loss_val, terms

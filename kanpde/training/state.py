@@ -12,6 +12,7 @@ from kanpde.interpret.auto_symbolic import EdgeForm
 from kanpde.pde.problem import Points, Problem
 from kanpde.training.callbacks.base import CallbackList
 from kanpde.training.config import TrainerConfig
+from kanpde.training.distributed import Shards
 from kanpde.training.optimizers import make_optimizer
 
 
@@ -61,6 +62,7 @@ class TrainState:
     callbacks: CallbackList
     derivatives: str
     seed: int = 0
+    shards: Shards | None = None  # data-parallel: this rank's place and the terms' global point counts
     initial_points: Points = field(default_factory=dict)
     x_eval: torch.Tensor | None = None
     u_exact: torch.Tensor | None = None
@@ -112,3 +114,7 @@ class TrainState:
     def result(self, steps_done: int) -> TrainResult:
         return TrainResult(self.history, self.elapsed(), steps_done, self.status, self.message, self.stages,
                            self.pruned_width, self.symbolic, self.points, self.attention)
+
+    def mean(self, term: str, values: torch.Tensor) -> torch.Tensor:
+        """The mean of a term's per-point ``values`` (n,): over this rank's points, as its share of the global mean."""
+        return values.mean() if self.shards is None else self.shards.mean(term, values)

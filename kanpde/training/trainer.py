@@ -34,6 +34,7 @@ from kanpde.training.callbacks.sparsity import SparsityPenalty
 from kanpde.training.callbacks.symbolic import SymbolicStep
 from kanpde.training.checkpoint import check_matches, load_checkpoint, restore
 from kanpde.training.config import TrainerConfig
+from kanpde.training.distributed import Shards
 from kanpde.training.optimizers import make_optimizer, optimizer_step
 from kanpde.training.state import TrainResult, TrainState
 
@@ -112,17 +113,21 @@ class Trainer:
 
     def fit(self, problem: Problem, model: nn.Module, points: Points, x_eval: torch.Tensor | None = None,
             u_ref: torch.Tensor | None = None, seed: int = 0, resume: str | Path | None = None,
-            extra_callbacks: Iterable[Callback] = ()) -> TrainResult:
+            extra_callbacks: Iterable[Callback] = (), shards: Shards | None = None) -> TrainResult:
         """Train ``model`` (in place) on ``points``; errors on ``x_eval`` are logged.
 
         Errors are taken against ``u_ref`` (m, n_out) when given (reference data), else against
         ``problem.exact``.  The problem's unknown coefficients train with the model.  ``seed`` seeds
         what training draws (RAD's points).  ``resume`` continues from a checkpoint of this same run
         (:mod:`kanpde.training.checkpoint`); ``extra_callbacks`` run after all others (checkpoints).
+        ``shards``: ``points`` are this rank's share in data-parallel training (:mod:`kanpde.training.distributed`).
         A non-finite loss stops training with the model restored to its last finite state and
         ``status="failed"``; the message names the step.
         """
         state = self._start(problem, model, points, x_eval, u_ref, seed, extra_callbacks)
+        state.shards = shards
+        if shards is not None:
+            self.check_data_parallel()
         cbs = state.callbacks
         cbs.call("on_fit_start", state)
         state.new_optimizer()
@@ -137,7 +142,7 @@ class Trainer:
             if state.stop:
                 break
             state.first_squares = None
-            state.loss, state.terms = optimizer_step(state.optimizer, lambda: self.loss(state))
+            state.loss, state.terms = optimizer_step(state.optimizer, lambda: self.loss(state), state.shards)
             cbs.call("on_step_end", state)
             if state.status in ("ok", "interrupted"):  # a failed step does not count
                 done = state.step + 1
@@ -152,11 +157,11 @@ class Trainer:
     def loss(state: TrainState) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
         """The weighted loss and each term's plain mean square (what the history logs)."""
         squares = state.problem.pointwise(state.loss_model, state.points, state.derivatives)
-        terms = {t: v.mean() for t, v in squares.items()}
+        terms = {t: state.mean(t, v) for t, v in squares.items()}
         if state.first_squares is None:
             state.first_squares = {t: v.detach() for t, v in squares.items()}
         weighted = state.callbacks.pipe("on_squares", state, squares)
-        objective = state.callbacks.pipe("on_objective", state, {t: v.mean() for t, v in weighted.items()}, weighted)
+        objective = state.callbacks.pipe("on_objective", state, {t: state.mean(t, v) for t, v in weighted.items()}, weighted)
         loss = sum(state.problem.weights[t] * v for t, v in objective.items())
         for cb in state.callbacks:
             for name, value in cb.extra_terms(state).items():
@@ -196,6 +201,16 @@ class Trainer:
             raise ValueError(f"trainer.compile compiles the forward derivative pass, which {type(model).__name__} lacks; set trainer.compile=false")
         for cb in callbacks or self.all_callbacks():
             cb.check_model(model)
+
+    def check_data_parallel(self) -> None:
+        """Refuse the techniques that read the points of one rank as if they were all (not data-parallel yet)."""
+        c = self.config
+        local = [name for name, on in (("trainer.sampler.adaptive=rad", c.sampler.adaptive == "rad"), ("trainer.loss.rba", c.loss.rba),
+                                       ("trainer.loss.causal.eps", c.loss.causal.eps > 0), ("trainer.reg", c.reg.l1 > 0 or c.reg.entropy > 0),
+                                       ("trainer.prune_at", c.prune_at is not None), ("trainer.symbolic.at", c.symbolic.at is not None),
+                                       ("trainer.grid_update=extension", c.grid_update == "extension")) if on]
+        if local:
+            raise ValueError(f"{', '.join(local)} do(es) not run data-parallel yet (torchrun); run it in one process")
 
     def check_problem(self, problem: Problem, callbacks: CallbackList | None = None) -> None:
         """Fail before training if a technique does not apply to ``problem``."""

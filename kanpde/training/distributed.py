@@ -1,0 +1,83 @@
+"""Data-parallel training with ``torch.distributed``: each rank holds a shard of the collocation points.
+
+Every rank keeps the same parameters.  A rank's loss is its share of the global loss, each term's
+squared residuals summed over its own points and divided by the term's global point count, so
+the shares add up to the global loss; gradients and loss values are all-reduced (summed) before
+the optimiser sees them, so Adam and L-BFGS (whose line search reads the loss) take the same
+step on every rank as one process would on the union of the points.  ``torchrun
+--nproc_per_node=N -m kanpde ...`` starts the ranks: gloo on the CPU, NCCL with one GPU per rank.
+"""
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+
+import torch
+import torch.distributed as dist
+from torch import nn
+
+from kanpde.pde.problem import Points
+
+
+@dataclass
+class Shards:
+    """This process's place among the ranks and each loss term's global number of points."""
+
+    rank: int
+    size: int
+    counts: dict[str, int]
+
+    def mean(self, term: str, values: torch.Tensor) -> torch.Tensor:
+        """This rank's share of the global mean of ``values`` (n,) over all ranks' points of ``term``."""
+        return values.sum() / self.counts[term]
+
+    def sum(self, value: torch.Tensor) -> torch.Tensor:
+        """``value`` summed over the ranks (a new tensor; no gradient flows through it)."""
+        out = value.detach().clone()
+        dist.all_reduce(out)
+        return out
+
+    def reduce_gradients_of(self, params: list[nn.Parameter]) -> None:
+        """Sum every parameter's gradient over the ranks, in one flat all-reduce."""
+        grads = [p.grad for p in params if p.grad is not None]
+        if grads:
+            flat = torch.cat([g.reshape(-1) for g in grads])
+            dist.all_reduce(flat)
+            offset = 0
+            for g in grads:
+                g.copy_(flat[offset:offset + g.numel()].view_as(g))
+                offset += g.numel()
+
+
+def ranks() -> int:
+    """How many ranks train together (1 unless a process group is running)."""
+    return dist.get_world_size() if dist.is_available() and dist.is_initialized() else 1
+
+
+def rank() -> int:
+    """This process's rank (0 outside a process group)."""
+    return dist.get_rank() if dist.is_available() and dist.is_initialized() else 0
+
+
+def launched() -> bool:
+    """Whether this process is one of several started by torchrun (``WORLD_SIZE`` > 1)."""
+    return int(os.environ.get("WORLD_SIZE", "1")) > 1
+
+
+def init(device: str) -> str:
+    """Join the process group torchrun set up (gloo on the CPU, NCCL on GPUs) and return this rank's device."""
+    cuda = device.startswith("cuda") or (device == "auto" and torch.cuda.is_available())
+    if not dist.is_initialized():
+        dist.init_process_group("nccl" if cuda else "gloo")
+    return f"cuda:{int(os.environ.get('LOCAL_RANK', 0))}" if cuda else "cpu"
+
+
+def shard(points: Points, rank: int, size: int) -> tuple[Points, Shards]:
+    """Rank ``rank``'s contiguous share of every term's points, and the global counts; each rank needs a point per term."""
+    counts = {t: len(next(iter(p.values()))) for t, p in points.items()}
+    small = {t: n for t, n in counts.items() if n < size}
+    if small:
+        raise ValueError(f"{size} ranks need at least {size} points per loss term; "
+                         + ", ".join(f"{t} has {n}" for t, n in small.items()))
+    mine = {t: {k: torch.tensor_split(v, size)[rank] for k, v in p.items()} for t, p in points.items()}
+    return mine, Shards(rank, size, counts)

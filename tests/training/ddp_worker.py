@@ -1,0 +1,35 @@
+"""One rank of the data-parallel test (started by tests/training/test_distributed.py through torchrun), or with
+--single the same training in one process on all the points.  Writes the history as JSON."""
+from __future__ import annotations
+
+import json
+import os
+import sys
+
+import torch
+import torch.distributed as dist
+
+from kanpde import KAN, Trainer
+from kanpde.problems.poisson import Poisson2D
+from kanpde.training.distributed import init, shard
+
+optimizer, out = sys.argv[1], sys.argv[2]
+torch.set_num_threads(1)
+torch.set_default_dtype(torch.float64)
+problem = Poisson2D(n_interior=400, n_boundary=80)
+torch.manual_seed(0)
+model = KAN([2, 4, 1], grid=5, bounds=[b.tolist() for b in problem.domain.bounds()])
+points = problem.sample_points(0)
+settings = dict(optimizer=optimizer, steps=12 if optimizer == "adam" else 5, log_every=1, progress=False, device="cpu", lr=1e-2,
+                grid_extension={"at": [], "grids": []})
+if "--single" in sys.argv:
+    result = Trainer(**settings).fit(problem, model, points)
+else:
+    init("cpu")
+    rank, size = dist.get_rank(), dist.get_world_size()
+    mine, shards = shard(points, rank, size)
+    result = Trainer(**settings).fit(problem, model, mine, shards=shards)
+    if rank != 0:
+        sys.exit(0)
+with open(out, "w") as f:
+    json.dump({k: v for k, v in result.history.items() if k != "time_s"} | {"pid": os.getpid()}, f)

@@ -1,0 +1,82 @@
+"""Data-parallel training: two CPU processes (gloo) on halves of the points take the steps one process takes on all."""
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from kanpde.training.distributed import shard
+
+WORKER = Path(__file__).with_name("ddp_worker.py")
+
+
+def _history(tmp_path: Path, optimizer: str, ranks: int) -> dict:
+    out = tmp_path / f"{optimizer}-{ranks}.json"
+    if ranks == 1:
+        cmd = [sys.executable, str(WORKER), optimizer, str(out), "--single"]
+    else:
+        cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", f"--nproc_per_node={ranks}", str(WORKER), optimizer, str(out)]
+    proc = subprocess.run(cmd, capture_output=True, text=True, timeout=300, env={**os.environ, "OMP_NUM_THREADS": "1"})
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    return json.loads(out.read_text())
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("optimizer", ["adam", "lbfgs"])
+def test_two_ranks_train_like_one_process_on_all_the_points(tmp_path, optimizer):
+    """Float64: the ranks' partial sums round differently from one sum, and L-BFGS's line search amplifies
+    that over many steps (to 3e-10 after 6 steps here), so its trajectory is compared over 5 steps."""
+    one, two = _history(tmp_path, optimizer, 1), _history(tmp_path, optimizer, 2)
+    assert one["step"] == two["step"] == list(range(12 if optimizer == "adam" else 5))
+    for key in ("loss", "loss_pde", "loss_dirichlet", "rel_l2"):
+        np.testing.assert_allclose(two[key], one[key], rtol=1e-10, atol=0, err_msg=key)
+    assert one["loss"][-1] < one["loss"][0]  # it trained
+
+
+def test_shards_split_every_term_and_need_a_point_per_rank():
+    points = {"pde": {"x": torch.arange(10.0)[:, None]}, "dirichlet": {"x": torch.arange(3.0)[:, None], "normal": torch.ones(3, 1)}}
+    parts = [shard(points, r, 3) for r in range(3)]
+    assert all(s.counts == {"pde": 10, "dirichlet": 3} for _, s in parts)
+    torch.testing.assert_close(torch.cat([p["pde"]["x"] for p, _ in parts]), points["pde"]["x"])
+    assert [len(p["dirichlet"]["normal"]) for p, _ in parts] == [1, 1, 1]
+    with pytest.raises(ValueError, match="4 ranks need at least 4 points per loss term; dirichlet has 3"):
+        shard(points, 0, 4)
+
+
+def test_techniques_that_read_one_ranks_points_are_refused():
+    from kanpde import Trainer
+    from kanpde.training.distributed import Shards
+
+    from conftest import setup_kan
+    from kanpde.problems.poisson import Poisson1D
+
+    problem = Poisson1D(n_interior=20)
+    model, points = setup_kan(problem, [1, 2, 1])
+    with pytest.raises(ValueError, match="trainer.loss.rba do\\(es\\) not run data-parallel yet"):
+        Trainer(steps=2, progress=False, loss={"rba": True}).fit(problem, model, points, shards=Shards(0, 1, {"pde": 20, "dirichlet": 2}))
+
+
+@pytest.mark.slow
+def test_torchrun_runs_the_command_line_on_two_ranks(tmp_path):
+    """`torchrun --nproc_per_node=2 -m kanpde ...`: rank 0 writes the one results file, whose history matches one process's."""
+    from kanpde.io import read_results
+
+    args = ["problem=poisson1d", "problem.n_interior=400", "model.width=[1,4,1]", "trainer.optimizer=adam", "trainer.lr=1e-2",
+            "trainer.steps=15", "trainer.log_every=1", "trainer.progress=false", "plots=false", "trainer.device=cpu"]
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    single = subprocess.run([sys.executable, "-m", "kanpde", *args, f"hydra.run.dir={tmp_path / 'one'}"], capture_output=True, text=True,
+                            timeout=300, env=env)
+    assert single.returncode == 0, single.stderr[-2000:]
+    ranks = subprocess.run([sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node=2", "-m", "kanpde", *args,
+                            f"hydra.run.dir={tmp_path / 'two'}"], capture_output=True, text=True, timeout=300, env=env)
+    assert ranks.returncode == 0, ranks.stderr[-3000:]
+    one, two = read_results(tmp_path / "one" / "results.h5"), read_results(tmp_path / "two" / "results.h5")
+    assert one["attrs"]["points_hash"] == two["attrs"]["points_hash"] and two["attrs"]["status"] == "ok"
+    np.testing.assert_allclose(two["history"]["loss"], one["history"]["loss"], rtol=1e-10, atol=0)
+    assert not (tmp_path / "two" / "checkpoint.pt").exists()  # no checkpoints in data-parallel runs yet
