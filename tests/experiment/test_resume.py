@@ -19,8 +19,8 @@ from kanpde.io import read_results
 from kanpde.problems.poisson import Poisson1D
 
 ROOT = Path(__file__).resolve().parents[2]
-ARGS = ["problem=poisson1d", "problem.n_interior=1500", "model.width=[1,5,1]", "trainer.steps=200", "trainer.checkpoint.every=1",
-        "trainer.grid_extension.at=[40]", "trainer.grid_extension.grids=[10]", "trainer.log_every=5", "trainer.progress=false",
+ARGS = ["problem=poisson1d", "problem.n_interior=600", "model.width=[1,5,1]", "trainer.steps=100", "trainer.checkpoint.every=1",
+        "trainer.grid_extension.at=[30]", "trainer.grid_extension.grids=[10]", "trainer.log_every=5", "trainer.progress=false",
         "plots=false"]
 
 
@@ -35,7 +35,7 @@ def interrupt(out: Path, sig: int) -> subprocess.Popen:
     deadline = time.time() + 120
     while not (out / "checkpoint.pt").exists() and proc.poll() is None and time.time() < deadline:
         time.sleep(0.05)
-    time.sleep(random.Random(sig).uniform(0.2, 1.0))
+    time.sleep(random.Random(sig).uniform(0.1, 0.6))
     proc.send_signal(sig)
     proc.communicate(timeout=120)
     return proc
@@ -63,12 +63,12 @@ def test_sigterm_stops_cleanly_and_the_run_resumes_to_the_same_history(reference
     proc = interrupt(tmp_path, signal.SIGTERM)
     assert proc.returncode == 143
     attrs = read_results(tmp_path / "results.h5")["attrs"]
-    assert attrs["status"] == "interrupted" and "SIGTERM" in attrs["message"] and 0 < attrs["steps"] < 200
+    assert attrs["status"] == "interrupted" and "SIGTERM" in attrs["message"] and 0 < attrs["steps"] < 100
     resumed = start(tmp_path)
     out, err = resumed.communicate(timeout=300)
     assert resumed.returncode == 0, err
     assert "resuming from" in out
-    assert read_results(tmp_path / "results.h5")["attrs"]["steps"] == 200
+    assert read_results(tmp_path / "results.h5")["attrs"]["steps"] == 100
     same_history(reference, tmp_path)
 
 

@@ -28,7 +28,7 @@ def _history(tmp_path: Path, optimizer: str, ranks: int) -> dict:
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("optimizer", ["adam", "lbfgs"])
+@pytest.mark.parametrize("optimizer", ["lbfgs"])  # Adam: test_torchrun_runs_the_command_line_on_two_ranks
 def test_two_ranks_train_like_one_process_on_all_the_points(tmp_path, optimizer):
     """Float64: the ranks' partial sums round differently from one sum, and L-BFGS's line search amplifies
     that over many steps (to 3e-10 after 6 steps here), so its trajectory is compared over 5 steps."""
