@@ -127,8 +127,8 @@ def bspline_cells(x: torch.Tensor, lo: torch.Tensor, h: torch.Tensor, n_interval
     u = (x - (lo - k * h)) / h
     cell = torch.floor(u).detach()
     t = u - cell
-    outside = (cell < 0) | (cell >= n_cells)
-    return cell.long().masked_fill(outside, n_cells), t
+    outside = ~((cell >= 0) & (cell < n_cells))  # NaN counts as outside (as in the CPU kernel), never as an index
+    return cell.masked_fill(outside, n_cells).long(), t
 
 
 def cell_polynomials(coef: torch.Tensor, k: int) -> torch.Tensor:

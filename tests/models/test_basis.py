@@ -228,3 +228,23 @@ def test_derivative_matches_analytic_derivative_of_basis():
         low = cox_de_boor_basis(x[:, i].detach(), knots, k - 1)  # (n, G+k+1)
         expected = (low[:, :-1] - low[:, 1:]) / h[i]
         assert (jac[:, i] - expected).abs().max().item() < 1e-10
+
+
+def test_nan_inputs_give_nan_not_an_index_error():
+    """A NaN activation (parameters gone NaN in a line search) lands in the zero cell: the network's output is
+    NaN, which training's rollback catches, instead of an out-of-range index."""
+    import math
+
+    from kanpde.models import KAN, native
+    from kanpde.models.basis import bspline_cells
+
+    x = torch.tensor([[0.3], [math.nan]], dtype=torch.float64)
+    cells, _ = bspline_cells(x, torch.tensor([-1.0], dtype=torch.float64), torch.tensor([0.4], dtype=torch.float64), 5, 3)
+    assert cells[1, 0] == 5 + 2 * 3
+    net = KAN([1, 3, 1], grid=5).double()
+    with torch.no_grad():
+        net.layers[0].coef[0, :, 0] = math.nan  # a NaN hidden activation reaches the second layer's splines
+    for on in (False, True):
+        with native.switched(on):
+            y = net.forward_jet(torch.tensor([[0.3], [0.5]], dtype=torch.float64))
+        assert torch.isnan(y.value).all()

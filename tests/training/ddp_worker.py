@@ -29,7 +29,9 @@ else:
     rank, size = dist.get_rank(), dist.get_world_size()
     mine, shards = shard(points, rank, size)
     result = Trainer(**settings).fit(problem, model, mine, shards=shards)
+    assert sum(len(p["x"]) for p in mine.values()) < sum(len(p["x"]) for p in points.values()), "each rank trains on a share"
     if rank != 0:
         sys.exit(0)
+assert result.status == "ok", result.message
 with open(out, "w") as f:
     json.dump({k: v for k, v in result.history.items() if k != "time_s"} | {"pid": os.getpid()}, f)
