@@ -22,8 +22,8 @@ from kanpde.pde.problem import points_digest
 from kanpde.training.state import TrainState
 
 FORMAT = 1
-UNCHECKED = ("resume", "checkpoint", "progress", "tensorboard", "log_every", "steps")
-"""Trainer settings a resumed run may change (``steps``: a run can be extended)."""
+UNCHECKED = ("resume", "checkpoint", "progress", "tensorboard", "log_every", "steps", "device", "compile", "divergence")
+"""Trainer settings a resumed run may change (``steps``: a run can be extended; ``device``: it may move)."""
 
 
 class CheckpointError(ValueError):
