@@ -37,6 +37,12 @@ class Shards:
         dist.all_reduce(out)
         return out
 
+    def max(self, value: torch.Tensor) -> torch.Tensor:
+        """``value`` maximised over the ranks."""
+        out = value.detach().clone()
+        dist.all_reduce(out, op=dist.ReduceOp.MAX)
+        return out
+
     def reduce_gradients_of(self, params: list[nn.Parameter]) -> None:
         """Sum every parameter's gradient over the ranks, in one flat all-reduce."""
         grads = [p.grad for p in params if p.grad is not None]

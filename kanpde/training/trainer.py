@@ -205,8 +205,8 @@ class Trainer:
     def check_data_parallel(self) -> None:
         """Refuse the techniques that read the points of one rank as if they were all (not data-parallel yet)."""
         c = self.config
-        local = [name for name, on in (("trainer.sampler.adaptive=rad", c.sampler.adaptive == "rad"), ("trainer.loss.rba", c.loss.rba),
-                                       ("trainer.loss.causal.eps", c.loss.causal.eps > 0), ("trainer.reg", c.reg.l1 > 0 or c.reg.entropy > 0),
+        local = [name for name, on in (("trainer.sampler.adaptive=rad", c.sampler.adaptive == "rad"),
+                                       ("trainer.reg", c.reg.l1 > 0 or c.reg.entropy > 0),
                                        ("trainer.prune_at", c.prune_at is not None), ("trainer.symbolic.at", c.symbolic.at is not None),
                                        ("trainer.grid_update=extension", c.grid_update == "extension")) if on]
         if local:

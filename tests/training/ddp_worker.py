@@ -10,18 +10,22 @@ import torch
 import torch.distributed as dist
 
 from kanpde import KAN, Trainer
+from kanpde.problems.heat import Diffusion1D
 from kanpde.problems.poisson import Poisson2D
 from kanpde.training.distributed import init, shard
 
 optimizer, out = sys.argv[1], sys.argv[2]
 torch.set_num_threads(1)
 torch.set_default_dtype(torch.float64)
-problem = Poisson2D(n_interior=400, n_boundary=80)
+techniques = optimizer == "rba+causal"  # Adam with residual-based attention and causal weights, on a problem in time
+problem = Diffusion1D(n_interior=400, n_boundary=40) if techniques else Poisson2D(n_interior=400, n_boundary=80)
 torch.manual_seed(0)
 model = KAN([2, 4, 1], grid=5, bounds=[b.tolist() for b in problem.domain.bounds()])
 points = problem.sample_points(0)
-settings = dict(optimizer=optimizer, steps=12 if optimizer == "adam" else 5, log_every=1, progress=False, device="cpu", lr=1e-2,
-                grid_extension={"at": [], "grids": []})
+settings = dict(optimizer="adam" if techniques else optimizer, steps=5 if optimizer == "lbfgs" else 12, log_every=1, progress=False,
+                device="cpu", lr=1e-2, grid_extension={"at": [], "grids": []})
+if techniques:
+    settings["loss"] = {"rba": True, "causal": {"eps": 1.0, "slabs": 4}}
 if "--single" in sys.argv:
     result = Trainer(**settings).fit(problem, model, points)
 else:

@@ -105,7 +105,15 @@ class CausalWeights(Callback):
 
     def on_objective(self, state: TrainState, objective: dict[str, torch.Tensor],
                      squares: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
-        objective["pde"], self.weights = causal_loss(squares["pde"], self.slabs, self.config.slabs, self.config.eps)
+        if state.shards is None:
+            objective["pde"], self.weights = causal_loss(squares["pde"], self.slabs, self.config.slabs, self.config.eps)
+            return objective
+        # data-parallel: the slab means and weights are the global ones; this rank adds its share of each slab's mean
+        values, n = squares["pde"], self.config.slabs
+        sums = values.new_zeros(n).index_add(0, self.slabs, values)
+        counts = state.shards.sum(values.new_zeros(n).index_add(0, self.slabs, torch.ones_like(values.detach()))).clamp_min(1.0)
+        self.weights = causal_weights(state.shards.sum(sums) / counts, self.config.eps)
+        objective["pde"] = (self.weights * sums / counts).mean()
         return objective
 
     def on_record(self, state: TrainState) -> dict[str, float]:

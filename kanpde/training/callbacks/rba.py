@@ -11,9 +11,11 @@ from kanpde.training.state import TrainState
 
 
 @torch.no_grad()
-def rba_update(weights: torch.Tensor, residual: torch.Tensor, gamma: float, eta: float) -> torch.Tensor:
+def rba_update(weights: torch.Tensor, residual: torch.Tensor, gamma: float, eta: float,
+               top: torch.Tensor | None = None) -> torch.Tensor:
     """One RBA step λ <- γ·λ + η·|r| / max|r| (only the decay if max|r| = 0). weights, residual: (n,) -> (n,).
 
+    ``top`` is max|r| when it is taken over more points than these (all ranks' in data-parallel training).
     Out of place and without gradient. Synchronisation-free, so a NaN residual propagates into the weights
     rather than raising.
     """
@@ -29,7 +31,7 @@ def rba_update(weights: torch.Tensor, residual: torch.Tensor, gamma: float, eta:
     if a.numel() == 0:
         return weights.detach().clone()
     # If max|r| = 0 every |r| is 0, so dividing by a tiny positive number gives 0: the decay-only case.
-    top = a.max().clamp_min(torch.finfo(a.dtype).tiny)
+    top = (a.max() if top is None else top.to(a.dtype)).clamp_min(torch.finfo(a.dtype).tiny)
     return gamma * weights.detach() + eta * (a / top)
 
 
@@ -49,7 +51,9 @@ class ResidualAttention(Callback):
 
     def on_step_end(self, state: TrainState) -> None:
         for t in state.attention:
-            state.attention[t] = rba_update(state.attention[t], state.first_squares[t].sqrt(), self.config.gamma, self.config.eta)
+            r = state.first_squares[t].sqrt()
+            top = None if state.shards is None else state.shards.max(r.abs().max())  # max |r| over every rank's points
+            state.attention[t] = rba_update(state.attention[t], r, self.config.gamma, self.config.eta, top)
 
     def on_resample(self, state: TrainState, term: str, residual: torch.Tensor, residual_max: torch.Tensor) -> None:
         if term in state.attention:  # the new points' weights start where the update would settle on them
