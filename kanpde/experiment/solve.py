@@ -159,19 +159,19 @@ def solve(problem: Problem, model: nn.Module, trainer: Trainer | None = None, *,
     log.info(f"{problem.name} with {type(net).__name__} {getattr(net, 'width', '')} ({n_params(model)} parameters), "
              f"{trainer.optimizer} for {trainer.steps} steps on {trainer.torch_device} in {trainer.dtype}, "
              f"{trainer.derivative_backend(model)} derivatives{' (CPU kernel)' if trainer.uses_kernel(model) else ''}")
-    out = Path(out_dir) if out_dir is not None else None
+    run_dir = out = Path(out_dir) if out_dir is not None else None
     train_points, shards = points, None
-    if distributed.ranks() > 1:  # started by torchrun: train on this rank's share; rank 0 alone writes files
+    if distributed.ranks() > 1:  # started by torchrun: train on this rank's share; rank 0 alone writes results
         train_points, shards = distributed.shard(points, distributed.rank(), distributed.ranks())
-        log.info(f"data-parallel on {shards.size} ranks ({', '.join(f'{t}: {n}' for t, n in shards.counts.items())} points in all); "
-                 f"no checkpoints yet")
+        log.info(f"data-parallel on {shards.size} ranks ({', '.join(f'{t}: {n}' for t, n in shards.counts.items())} points in all)")
         out = out if shards.rank == 0 else None
     with run_lock(out):
-        resume = resume_from(trainer.config.resume, out) if shards is None else None
+        name_ = checkpoint_name(shards)
+        resume = resume_from(trainer.config.resume, run_dir, name_)
         if resume is not None:
             log.info(f"resuming from {resume}")
         every = trainer.config.checkpoint.every
-        extra = [Checkpointing(out / "checkpoint.pt", every, trainer.steps)] if out is not None and shards is None else []
+        extra = [Checkpointing(run_dir / name_, every, trainer.steps)] if run_dir is not None else []
         result = trainer.fit(problem, model, train_points, x_eval, None if has_exact else u_ref, seed=seed, resume=resume,
                              extra_callbacks=extra, shards=shards)
         return _finish(problem, net, model, trainer, result, points, x_eval, u_ref, has_exact, schedule, start_time, seed, out,
@@ -234,13 +234,18 @@ def _finish(problem: Problem, net: nn.Module, model: nn.Module, trainer: Trainer
     return Run(problem, model, result, errs, attrs, out)
 
 
-def resume_from(setting: str, out: Path | None) -> Path | None:
+def checkpoint_name(shards: distributed.Shards | None) -> str:
+    """``checkpoint.pt``, or one file per rank in data-parallel training (each holds its rank's points and weights)."""
+    return "checkpoint.pt" if shards is None else f"checkpoint.rank{shards.rank}-of-{shards.size}.pt"
+
+
+def resume_from(setting: str, out: Path | None, name: str = "checkpoint.pt") -> Path | None:
     """The checkpoint ``trainer.resume`` asks for: ``auto`` the run directory's (when there is one), ``never``
     none, anything else a path that must exist."""
     if setting == "never":
         return None
     if setting == "auto":
-        path = out / "checkpoint.pt" if out is not None else None
+        path = out / name if out is not None else None
         return path if path is not None and path.is_file() else None
     path = Path(setting)
     if not path.is_file():

@@ -32,7 +32,21 @@ else:
     init("cpu")
     rank, size = dist.get_rank(), dist.get_world_size()
     mine, shards = shard(points, rank, size)
-    result = Trainer(**settings).fit(problem, model, mine, shards=shards)
+    if "--crash-at" in sys.argv or "--resume" in sys.argv:  # every rank checkpoints; a crash at one step stops them all
+        from kanpde import Callback
+        from kanpde.training.callbacks.checkpointing import Checkpointing
+
+        class CrashAt(Callback):
+            def on_step_start(self, state):
+                if "--crash-at" in sys.argv and state.step == int(sys.argv[sys.argv.index("--crash-at") + 1]):
+                    raise SystemExit(3)
+
+        path = os.path.join(os.path.dirname(out), f"checkpoint.rank{rank}.pt")
+        trainer = Trainer(callbacks=[CrashAt()], **settings)
+        result = trainer.fit(problem, model, mine, shards=shards, extra_callbacks=[Checkpointing(path, 1, trainer.steps)],
+                             resume=path if "--resume" in sys.argv else None)
+    else:
+        result = Trainer(**settings).fit(problem, model, mine, shards=shards)
     assert sum(len(p["x"]) for p in mine.values()) < sum(len(p["x"]) for p in points.values()), "each rank trains on a share"
     if rank != 0:
         sys.exit(0)

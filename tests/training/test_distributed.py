@@ -16,13 +16,17 @@ from kanpde.training.distributed import shard
 WORKER = Path(__file__).with_name("ddp_worker.py")
 
 
-def _history(tmp_path: Path, optimizer: str, ranks: int) -> dict:
+def _history(tmp_path: Path, optimizer: str, ranks: int, *flags: str, ok: bool = True) -> dict | None:
     out = tmp_path / f"{optimizer}-{ranks}.json"
     if ranks == 1:
         cmd = [sys.executable, str(WORKER), optimizer, str(out), "--single"]
     else:
-        cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", f"--nproc_per_node={ranks}", str(WORKER), optimizer, str(out)]
+        cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", f"--nproc_per_node={ranks}", str(WORKER), optimizer,
+               str(out), *flags]
     proc = subprocess.run(cmd, capture_output=True, text=True, timeout=300, env={**os.environ, "OMP_NUM_THREADS": "1"})
+    if not ok:
+        assert proc.returncode != 0 and not out.exists()
+        return None
     assert proc.returncode == 0, proc.stderr[-3000:]
     return json.loads(out.read_text())
 
@@ -80,4 +84,15 @@ def test_torchrun_runs_the_command_line_on_two_ranks(tmp_path):
     one, two = read_results(tmp_path / "one" / "results.h5"), read_results(tmp_path / "two" / "results.h5")
     assert one["attrs"]["points_hash"] == two["attrs"]["points_hash"] and two["attrs"]["status"] == "ok"
     np.testing.assert_allclose(two["history"]["loss"], one["history"]["loss"], rtol=1e-10, atol=0)
-    assert not (tmp_path / "two" / "checkpoint.pt").exists()  # no checkpoints in data-parallel runs yet
+    assert {p.name for p in (tmp_path / "two").glob("checkpoint*.pt")} == {"checkpoint.rank0-of-2.pt", "checkpoint.rank1-of-2.pt"}
+
+
+@pytest.mark.slow
+def test_ranks_resume_from_their_checkpoints_to_the_uninterrupted_history(tmp_path):
+    """Two ranks checkpoint every step (one file each), die at step 7, and resume: the history is one process's."""
+    one = _history(tmp_path, "rba+causal", 1)
+    _history(tmp_path, "rba+causal", 2, "--crash-at", "7", ok=False)
+    assert {p.name for p in tmp_path.glob("checkpoint.rank*.pt")} == {"checkpoint.rank0.pt", "checkpoint.rank1.pt"}
+    two = _history(tmp_path, "rba+causal", 2, "--resume")
+    for key in [k for k in one if k.startswith("loss") or k in ("rel_l2", "causal_min_weight")]:
+        np.testing.assert_allclose(two[key], one[key], rtol=1e-10, atol=0, err_msg=key)

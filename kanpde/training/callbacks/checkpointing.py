@@ -9,6 +9,8 @@ import signal
 import threading
 from pathlib import Path
 
+import torch
+
 from kanpde.training.callbacks.base import Callback
 from kanpde.training.checkpoint import save_checkpoint
 from kanpde.training.state import TrainState
@@ -46,12 +48,16 @@ class Checkpointing(Callback):
 
     def on_step_end(self, state: TrainState) -> None:
         done = state.step + 1
+        if state.shards is not None:  # ranks stop together: a signal to any of them stops all at this step
+            heard = state.shards.max(torch.tensor([float(self.received or 0), float(self.warning or 0)]))
+            self.received, self.warning = (int(v) or None for v in heard.tolist())
         warned = self.warning is not None
         if warned or self.received is not None or done == self.steps or (self.every and done % self.every == 0):
             save_checkpoint(self.path, state)
         if warned:  # checkpoint written: now the scheduler's own handler (it may requeue and exit)
             signum, self.warning = self.warning, None
-            self._previous[signum](signum, None)
+            if callable(self._previous.get(signum)):  # a rank that only heard of it from another has none
+                self._previous[signum](signum, None)
         if self.received is not None:
             name = signal.Signals(self.received).name
             state.fail(f"interrupted by {name} after step {state.step}; {self.path} continues it (trainer.resume=auto)",
