@@ -19,9 +19,6 @@ import torch
 from omegaconf import OmegaConf
 from torch import nn
 
-from kanpde.analysis import figures
-from kanpde.interpret import formula as formulas
-from kanpde.interpret.activations import plot_activations
 from kanpde.interpret.auto_symbolic import edge_forms
 from kanpde.io.model_file import save_model
 from kanpde.io.results import RunAttributes, read_results, write_results
@@ -101,6 +98,8 @@ def _interpretation(problem: Problem, net: nn.Module, result: TrainResult, attrs
     elif problem.hard_terms:
         log.info("note: with hard constraints the network is only part of u; no formula is written")
     else:
+        from kanpde.interpret import formula as formulas  # sympy: imported by runs that write a formula only
+
         exprs = formulas.formula(net, problem.inputs, digits)
         attrs["formula"] = formulas.to_text(exprs, problem.outputs)
         if u_exact is not None:
@@ -280,9 +279,13 @@ def _write(out: Path, problem: Problem, net: nn.Module, result: TrainResult, att
     results_path = write_results(out / "results.h5", attrs, result.history, {"x": x_eval, "u_pred": u_pred, "u_exact": u_exact},
                                  result.stages, tables)
     if activations:
+        from kanpde.interpret.activations import plot_activations  # matplotlib: imported where a run draws
+
         plot_activations(net, points["pde"]["x"].to(device=dev, dtype=dt), out / "activations.png",
                          problem.inputs, problem.outputs, title=f"{problem.name}: KAN {net.width}")
     if plots:
+        from kanpde.analysis import figures
+
         saved = read_results(results_path)
         figures.plot_solution(saved, out / "solution.png")
         for o, output in enumerate(problem.outputs[1:], start=1):  # multi-output problems: one figure per output

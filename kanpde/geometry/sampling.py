@@ -9,7 +9,6 @@ from collections.abc import Callable
 
 import numpy as np
 import torch
-from scipy.stats import qmc
 
 
 SAMPLERS = ("uniform", "sobol", "halton", "lhs")
@@ -42,6 +41,8 @@ def unit_samples(n: int, dim: int, method: str, rng: np.random.Generator) -> np.
     check_method(method)
     if method == "uniform":
         return rng.random((n, dim))
+    from scipy.stats import qmc  # a second's import, paid only by the quasi-random samplers
+
     if method == "sobol":
         engine = make_engine(qmc.Sobol, dim, rng, scramble=True)
     elif method == "halton":

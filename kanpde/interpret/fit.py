@@ -16,7 +16,6 @@ from typing import Any, Sequence
 
 import numpy as np
 import torch
-from scipy.optimize import least_squares
 
 from kanpde.models.functions import LIBRARY, Function, function
 
@@ -142,6 +141,8 @@ def _polish(f: Function, x: np.ndarray, scorer: _Scorer, a: float, b: float, c: 
     p0 = np.array(([a] if f.fit_a else []) + ([b] if f.fit_b else []) + [c, d])
     method = "lm" if x.size >= p0.size else "trf"
     try:
+        from scipy.optimize import least_squares  # imported by the symbolic fits only
+
         sol = least_squares(residual, p0, jac=jacobian, method=method, x_scale="jac", ftol=1e-14, xtol=1e-14, gtol=1e-14)
     except (ValueError, np.linalg.LinAlgError):
         return a, b, c, d
