@@ -165,37 +165,44 @@ def solve(problem: Problem, model: nn.Module, trainer: Trainer | None = None, *,
         log.info(f"data-parallel on {shards.size} ranks ({', '.join(f'{t}: {n}' for t, n in shards.counts.items())} points in all)")
         out = out if shards.rank == 0 else None
     with run_lock(out):
-        name_ = checkpoint_name(shards)
-        resume = resume_from(trainer.config.resume, run_dir, name_)
+        ckpt = checkpoint_name(shards)
+        resume = resume_from(trainer.config.resume, run_dir, ckpt)
         if resume is not None:
             log.info(f"resuming from {resume}")
-        every = trainer.config.checkpoint.every
-        extra = [Checkpointing(run_dir / name_, every, trainer.steps)] if run_dir is not None else []
+        extra = [Checkpointing(run_dir / ckpt, trainer.config.checkpoint.every, trainer.steps)] if run_dir is not None else []
         result = trainer.fit(problem, model, train_points, x_eval, None if has_exact else u_ref, seed=seed, resume=resume,
                              extra_callbacks=extra, shards=shards)
-        return _finish(problem, net, model, trainer, result, points, x_eval, u_ref, has_exact, schedule, start_time, seed, out,
-                       plots, activations, digits, name, config)
+
+        dev, dt = trainer.torch_device, trainer.torch_dtype
+        x_eval = x_eval.to(device=dev, dtype=dt)
+        model.eval()
+        if has_exact:
+            errs = metrics.errors(model, problem.exact, x_eval)
+        elif u_ref is not None:
+            errs = metrics.errors_against(model, x_eval, u_ref.to(device=dev, dtype=dt))
+        else:
+            errs = {}
+        u_pred = metrics.predict(model, x_eval)
+        with torch.no_grad():
+            u_exact = problem.exact(x_eval) if has_exact else u_ref
+        attrs = _attributes(problem, net, model, trainer, result, errs, schedule, points, seed, start_time, name, config)
+        tables = _interpretation(problem, net, result, attrs, x_eval, u_exact, digits)
+        if out is not None:
+            _write(out, problem, net, result, attrs, tables, x_eval, u_pred, u_exact, points, plots, activations, dev, dt)
+    log.info(f"{attrs['problem']} {attrs['model']}: rel_l2={attrs['rel_l2']:.3e} mse={attrs['mse']:.3e} "
+             f"n_params={attrs['n_params']} wall_time={attrs['wall_time_s']:.1f}s steps={attrs['steps']}" + (f" -> {out}" if out else ""))
+    if result.status != "ok":
+        message = result.message + (f" (results and model.pt in {out})" if out is not None else "")
+        if result.status == "interrupted":
+            raise Interrupted(message, signal.Signals[result.cause].value)
+        raise {"non-finite": NonFiniteLoss, "diverged": Diverged}.get(result.cause, TrainingFailed)(message)
+    return Run(problem, model, result, errs, attrs, out)
 
 
-def _finish(problem: Problem, net: nn.Module, model: nn.Module, trainer: Trainer, result: TrainResult, points: Points,
-            x_eval: torch.Tensor, u_ref: torch.Tensor | None, has_exact: bool, schedule: dict[int, int], start_time: float,
-            seed: int, out: Path | None, plots: bool, activations: bool, digits: int, name: str | None,
-            config: str | None) -> Run:
-    """Evaluate the trained model, write the run's files and raise if training stopped early."""
-
-    dev, dt = trainer.torch_device, trainer.torch_dtype
-    x_eval = x_eval.to(device=dev, dtype=dt)
-    model.eval()
-    if has_exact:
-        errs = metrics.errors(model, problem.exact, x_eval)
-    elif u_ref is not None:
-        errs = metrics.errors_against(model, x_eval, u_ref.to(device=dev, dtype=dt))
-    else:
-        errs = {}
-    u_pred = metrics.predict(model, x_eval)
-    with torch.no_grad():
-        u_exact = problem.exact(x_eval) if has_exact else u_ref
-
+def _attributes(problem: Problem, net: nn.Module, model: nn.Module, trainer: Trainer, result: TrainResult, errs: dict[str, Any],
+                schedule: dict[int, int], points: Points, seed: int, start_time: float, name: str | None,
+                config: str | None) -> dict[str, Any]:
+    """The root attributes of ``results.h5`` (:class:`RunAttributes`, plus per-output errors and learned coefficients)."""
     attrs = RunAttributes(
         problem=name or problem.name, model=f"{type(net).__name__}{list(getattr(net, 'width', []))}", family=_family(net),
         n_params=n_params(model), status=result.status, width=list(getattr(net, "width", [])),
@@ -203,7 +210,7 @@ def _finish(problem: Problem, net: nn.Module, model: nn.Module, trainer: Trainer
         hard_constraints=",".join(problem.hard_terms), grid=int(net.grid) if isinstance(net, GridModel) else 0,
         k=int(getattr(net, "k", 0)), rel_l2=errs.get("rel_l2", math.nan), mse=errs.get("mse", math.nan),
         h1_sq=errs.get("h1_sq", math.nan), max_abs_err=errs.get("max_abs_err", math.nan), wall_time_s=result.wall_time_s,
-        steps=result.steps_done, seed=int(seed), device=str(dev), dtype=trainer.dtype, optimizer=trainer.optimizer,
+        steps=result.steps_done, seed=int(seed), device=str(trainer.torch_device), dtype=trainer.dtype, optimizer=trainer.optimizer,
         adam_steps=trainer.adam_steps if trainer.optimizer == "adam_lbfgs" else 0, lr=trainer.lr,
         grid_schedule=" ".join(f"{s}:{g}" for s, g in schedule.items()), n_interior=problem.n_interior,
         n_boundary=problem.n_boundary, points_hash=points_digest(points), threads=torch.get_num_threads(),
@@ -219,18 +226,7 @@ def _finish(problem: Problem, net: nn.Module, model: nn.Module, trainer: Trainer
         if key in problem.true_unknowns:
             truth = float(problem.true_unknowns[key])
             attrs[f"unknown_{key}_rel_err"] = abs(attrs[f"unknown_{key}"] - truth) / abs(truth)
-    tables = _interpretation(problem, net, result, attrs, x_eval, u_exact, digits)
-    if out is not None:
-        _write(out, problem, net, result, attrs, tables, x_eval, u_pred, u_exact, points, plots, activations, dev, dt)
-    log.info(f"{attrs['problem']} {attrs['model']}: rel_l2={attrs['rel_l2']:.3e} mse={attrs['mse']:.3e} "
-             f"n_params={attrs['n_params']} wall_time={attrs['wall_time_s']:.1f}s steps={attrs['steps']}" + (f" -> {out}" if out else ""))
-    if result.status != "ok":
-        message = result.message + (f" (results and model.pt in {out})" if out is not None else "")
-        if result.status == "interrupted":
-            raise Interrupted(message, signal.Signals[result.message.split()[2].rstrip(";")].value)
-        raise (Diverged if result.status == "diverged" else NonFiniteLoss if result.message.startswith("non-finite")
-               else TrainingFailed)(message)
-    return Run(problem, model, result, errs, attrs, out)
+    return attrs
 
 
 def checkpoint_name(shards: distributed.Shards | None) -> str:

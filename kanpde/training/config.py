@@ -83,7 +83,7 @@ class SamplerConfig:
 
 @dataclass
 class CheckpointConfig:
-    """``checkpoint.pt`` in the run directory every ``every`` steps (0: only at stage ends, interrupts and the end)."""
+    """``checkpoint.pt`` in the run directory every ``every`` steps (0: only after the last step and on an interrupt)."""
     every: int = 200
 
 

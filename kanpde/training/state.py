@@ -25,7 +25,8 @@ class TrainResult:
     ``causal_min_weight``) to equal-length lists.  ``stages`` holds one entry per grid stage (the
     model just before each grid extension, pruning or symbolic step, and at the end): ``step,
     time_s, grid, n_params`` and, with an exact solution, ``rel_l2, mse, h1_sq``.  ``status`` is
-    ``ok`` or ``failed`` (``message`` says why).  ``pruned_width`` is the KAN's width after pruning
+    ``ok``, ``failed``, ``diverged`` or ``interrupted`` (``message`` says why, ``cause`` in a word:
+    ``non-finite``, ``diverged``, ``prune``, or the signal's name such as ``SIGTERM``).  ``pruned_width`` is the KAN's width after pruning
     (None without), ``symbolic`` the edge forms chosen by the symbolic step, ``points`` the
     collocation points at the end (RAD moves the PDE points), ``attention`` the final RBA weights.
     """
@@ -40,6 +41,7 @@ class TrainResult:
     symbolic: list[EdgeForm] = field(default_factory=list)
     points: Points = field(default_factory=dict)
     attention: dict[str, torch.Tensor] = field(default_factory=dict)
+    cause: str = ""
 
 
 @dataclass
@@ -80,6 +82,7 @@ class TrainState:
     stop: bool = False
     status: str = "ok"
     message: str = ""
+    cause: str = ""
     t0: float = field(default_factory=time.perf_counter)
 
     @property
@@ -107,13 +110,14 @@ class TrainState:
         self.new_optimizer()
         self.callbacks.call("on_model_change", self)
 
-    def fail(self, message: str, status: str = "failed") -> None:
-        """Stop training at this step with ``status`` (``failed``, ``diverged`` or ``interrupted``)."""
-        self.stop, self.status, self.message = True, status, message
+    def fail(self, message: str, cause: str, status: str = "failed") -> None:
+        """Stop training at this step with ``status`` (``failed``, ``diverged`` or ``interrupted``); ``cause`` names
+        what stopped it in a word, for the caller to act on."""
+        self.stop, self.status, self.message, self.cause = True, status, message, cause
 
     def result(self, steps_done: int) -> TrainResult:
         return TrainResult(self.history, self.elapsed(), steps_done, self.status, self.message, self.stages,
-                           self.pruned_width, self.symbolic, self.points, self.attention)
+                           self.pruned_width, self.symbolic, self.points, self.attention, self.cause)
 
     def mean(self, term: str, values: torch.Tensor) -> torch.Tensor:
         """The mean of a term's per-point ``values`` (n,): over this rank's points, as its share of the global mean."""

@@ -60,7 +60,7 @@ class Checkpointing(Callback):
                 self._previous[signum](signum, None)
         if self.received is not None:
             name = signal.Signals(self.received).name
-            state.fail(f"interrupted by {name} after step {state.step}; {self.path} continues it (trainer.resume=auto)",
+            state.fail(f"interrupted by {name} after step {state.step}; {self.path} continues it (trainer.resume=auto)", name,
                        status="interrupted")
 
     def on_fit_end(self, state: TrainState) -> None:

@@ -35,7 +35,7 @@ class DivergenceGuard(Callback):
         elif loss > self.factor * self.best:
             state.trainable.load_state_dict(self.best_state)
             state.fail(f"diverged at step {state.step}: loss {loss:.3e} is above trainer.divergence={self.factor:g} times the "
-                       f"best {self.best:.3e} (step {self.best_step}); the model was restored to that step", status="diverged")
+                       f"best {self.best:.3e} (step {self.best_step}); the model was restored to that step", "diverged", status="diverged")
 
     def checkpoint_state(self) -> dict:
         return {"best": self.best, "best_step": self.best_step, "best_state": self.best_state}

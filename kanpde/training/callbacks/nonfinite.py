@@ -41,7 +41,7 @@ class NonFiniteRollback(Callback):
         bad = [t for t, v in state.terms.items() if not math.isfinite(v.item())]
         what = f"loss term(s) {', '.join(bad)}" if bad else "loss" if not math.isfinite(state.loss) else "parameters"
         state.trainable.load_state_dict(self.last_good)
-        state.fail(f"non-finite {what} at step {state.step}; the model was restored to its last finite state")
+        state.fail(f"non-finite {what} at step {state.step}; the model was restored to its last finite state", "non-finite")
 
     def restore_state(self, state: TrainState, saved: dict) -> None:
         self.last_good = snapshot(state.trainable)

@@ -26,6 +26,6 @@ class Prune(Callback):
         try:
             state.pruned_width = list(prune(state.model, state.points["pde"]["x"], self.threshold, inplace=True).width)
         except ValueError as e:  # nothing changed: the model stays as trained so far
-            state.fail(f"trainer.prune_at={state.step}: {e} (trainer.prune_threshold)")
+            state.fail(f"trainer.prune_at={state.step}: {e} (trainer.prune_threshold)", "prune")
             return
         state.model_changed()
