@@ -211,7 +211,7 @@ def _attributes(problem: Problem, net: nn.Module, model: nn.Module, trainer: Tra
         k=int(getattr(net, "k", 0)), rel_l2=errs.get("rel_l2", math.nan), mse=errs.get("mse", math.nan),
         h1_sq=errs.get("h1_sq", math.nan), max_abs_err=errs.get("max_abs_err", math.nan), wall_time_s=result.wall_time_s,
         steps=result.steps_done, seed=int(seed), device=str(trainer.torch_device), dtype=trainer.dtype, optimizer=trainer.optimizer,
-        adam_steps=trainer.adam_steps if trainer.optimizer == "adam_lbfgs" else 0, lr=trainer.lr,
+        adam_steps=trainer.adam_steps if trainer.optimizer.startswith("adam_") else 0, lr=trainer.lr,
         grid_schedule=" ".join(f"{s}:{g}" for s, g in schedule.items()), n_interior=problem.n_interior,
         n_boundary=problem.n_boundary, points_hash=points_digest(points), threads=torch.get_num_threads(),
         derivatives=trainer.derivative_backend(model), compile=trainer.compile, kernel=trainer.uses_kernel(model),

@@ -16,7 +16,8 @@ import torch
 from kanpde import checks
 from kanpde.pde.derivatives import BACKENDS
 
-OPTIMIZERS = ("adam", "lbfgs", "adam_lbfgs")
+SECOND_ORDER = ("lbfgs", "bfgs", "ssbfgs", "ssbroyden")
+OPTIMIZERS = ("adam", *SECOND_ORDER, *(f"adam_{m}" for m in SECOND_ORDER))
 
 
 @dataclass
@@ -145,10 +146,12 @@ class TrainerConfig:
     """Every training setting (see the README's "Choosing the model, grid and optimiser" for advice).
 
     Args:
-        optimizer: ``adam``, ``lbfgs`` or ``adam_lbfgs`` (Adam for ``adam_steps``, then L-BFGS).
-        steps: total optimiser steps (an L-BFGS step is one iteration with a strong-Wolfe line search).
+        optimizer: ``adam``; a second-order method: ``lbfgs``, or the dense quasi-Newton ``bfgs``,
+            ``ssbfgs``, ``ssbroyden`` (self-scaled, for networks up to 20k parameters, best in float64;
+            :mod:`kanpde.training.quasi_newton`); or ``adam_<method>`` (Adam for ``adam_steps``, then it).
+        steps: total optimiser steps (a second-order step is one iteration with a strong-Wolfe line search).
         lr: Adam's learning rate; ``lbfgs_lr``, ``history_size``: L-BFGS settings.
-        adam_steps: with ``adam_lbfgs``, how many of the steps are Adam.
+        adam_steps: with ``adam_<method>``, how many of the steps are Adam.
         grid_extension: KAN grid extension schedule (:class:`GridExtensionConfig`).
         extension_state: what Adam keeps across a grid extension: ``fresh`` or ``carry`` (moments
             mapped like the coefficients). L-BFGS always starts afresh.
@@ -206,8 +209,9 @@ class TrainerConfig:
         self.history_size = checks.positive_int("trainer.history_size", self.history_size)
         self.log_every = checks.positive_int("trainer.log_every", self.log_every)
         self.adam_steps = checks.positive_int("trainer.adam_steps", self.adam_steps, minimum=0)
-        if self.optimizer == "adam_lbfgs" and not 0 < self.adam_steps < self.steps:
-            raise ValueError(f"trainer.adam_steps must lie strictly between 0 and trainer.steps={self.steps} for adam_lbfgs, got {self.adam_steps}")
+        if self.optimizer.startswith("adam_") and not 0 < self.adam_steps < self.steps:
+            raise ValueError(f"trainer.adam_steps must lie strictly between 0 and trainer.steps={self.steps} for {self.optimizer}, "
+                             f"got {self.adam_steps}")
         self.grid_update = checks.one_of("trainer.grid_update", self.grid_update, ("none", "extension"))
         self.extension_state = checks.one_of("trainer.extension_state", self.extension_state, ("fresh", "carry"))
         self.device = check_device(self.device)
@@ -225,9 +229,16 @@ class TrainerConfig:
         self._check_adaptive()
 
     @property
+    def second_order(self) -> str | None:
+        """The second-order method (``lbfgs``, ``bfgs``, ``ssbfgs``, ``ssbroyden``), None for plain Adam."""
+        return None if self.optimizer == "adam" else self.optimizer.removeprefix("adam_")
+
+    @property
     def adam_end(self) -> int:
-        """The step where Adam stops (the end of training for ``adam``)."""
-        return self.adam_steps if self.optimizer == "adam_lbfgs" else self.steps
+        """The step where Adam stops: 0 without Adam, ``steps`` for plain Adam."""
+        if self.optimizer == "adam":
+            return self.steps
+        return self.adam_steps if self.optimizer.startswith("adam_") else 0
 
     def _check_grid_extension(self) -> None:
         ext = self.grid_extension

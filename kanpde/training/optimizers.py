@@ -1,4 +1,4 @@
-"""The optimisers (torch's Adam and L-BFGS) and one step of either on a loss closure."""
+"""The optimisers (torch's Adam and L-BFGS, the dense quasi-Newton family) and one step of any on a loss closure."""
 from __future__ import annotations
 
 import math
@@ -9,20 +9,29 @@ from torch import nn
 
 from kanpde.training.config import TrainerConfig
 from kanpde.training.distributed import Shards
+from kanpde.training.quasi_newton import QuasiNewton
 
 LossFn = Callable[[], "tuple[torch.Tensor, dict[str, torch.Tensor]]"]
 
 
 def make_optimizer(config: TrainerConfig, params: nn.Module, step: int) -> torch.optim.Optimizer:
-    """The optimiser for ``params`` at ``step``: Adam, or L-BFGS (one iteration per step, strong Wolfe)."""
-    use_adam = config.optimizer == "adam" or (config.optimizer == "adam_lbfgs" and step < config.adam_steps)
-    if use_adam:
+    """The optimiser for ``params`` at ``step``: Adam, or the second-order one (one iteration per step, strong Wolfe)."""
+    method = config.second_order
+    if method is None or step < config.adam_end:
         return torch.optim.Adam(params.parameters(), lr=config.lr)
+    if method != "lbfgs":
+        return QuasiNewton(params.parameters(), method=method)
     return torch.optim.LBFGS(
         # max_eval must be set, or torch leaves the line search no evaluations
         params.parameters(), lr=config.lbfgs_lr, max_iter=1, max_eval=25, history_size=config.history_size,
         tolerance_grad=0.0, tolerance_change=0.0, line_search_fn="strong_wolfe",
     )
+
+
+def takes_closure(opt: torch.optim.Optimizer) -> bool:
+    """Whether ``opt`` is a second-order optimiser: it evaluates the loss itself in a line search, and its
+    curvature memory belongs to the objective it saw (new points or a new model make it stale)."""
+    return isinstance(opt, (torch.optim.LBFGS, QuasiNewton))
 
 
 def optimizer_step(opt: torch.optim.Optimizer, loss_fn: LossFn, shards: Shards | None = None) -> tuple[float, dict[str, torch.Tensor]]:
@@ -42,7 +51,7 @@ def optimizer_step(opt: torch.optim.Optimizer, loss_fn: LossFn, shards: Shards |
         if shards is not None:
             shards.reduce_gradients_of(params)
 
-    if isinstance(opt, torch.optim.LBFGS):
+    if takes_closure(opt):
         def closure() -> torch.Tensor:
             opt.zero_grad(set_to_none=True)
             loss, parts = loss_fn()
@@ -51,7 +60,7 @@ def optimizer_step(opt: torch.optim.Optimizer, loss_fn: LossFn, shards: Shards |
             backward(loss)
             return loss if shards is None else total(loss)
         loss_val = float(opt.step(closure).detach())
-        if float(opt.state[opt.param_groups[0]["params"][0]].get("t", 1.0)) == 0.0:
+        if isinstance(opt, torch.optim.LBFGS) and float(opt.state[opt.param_groups[0]["params"][0]].get("t", 1.0)) == 0.0:
             opt.state.clear()
         return loss_val, terms
     opt.zero_grad(set_to_none=True)

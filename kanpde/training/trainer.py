@@ -89,7 +89,7 @@ class Trainer:
             cbs.append(DivergenceGuard(c.divergence))
         if c.grid_extension.at:
             cbs.append(GridExtension(c))
-        if c.optimizer == "adam_lbfgs":
+        if c.optimizer.startswith("adam_"):
             cbs.append(SwitchOptimizer(c.adam_steps))
         if c.prune_at is not None:
             cbs.append(Prune(c.prune_at, c.prune_threshold))
@@ -97,7 +97,7 @@ class Trainer:
             cbs.append(SymbolicStep(c.symbolic))
         if c.sampler.adaptive == "rad":
             cbs.append(RAD(c.sampler))
-        if c.optimizer != "lbfgs":
+        if c.adam_end > 0:
             cbs.append(LRSchedule(c))
         if c.loss.rba:
             cbs.append(ResidualAttention(c.loss))
@@ -247,5 +247,5 @@ class Trainer:
         return schedule_notes(self.config, model)
 
     def make_optimizer(self, model: nn.Module, step: int) -> torch.optim.Optimizer:
-        """The optimiser for ``model``'s parameters at ``step`` (Adam or L-BFGS by the schedule)."""
+        """The optimiser for ``model``'s parameters at ``step`` (Adam or the second-order method, by the schedule)."""
         return make_optimizer(self.config, model, step)

@@ -43,6 +43,7 @@ SETTINGS = {
     "adam+rad+rba+schedule": dict(optimizer="adam", steps=12, lr=1e-2, sampler={"adaptive": "rad", "period": 4, "pool": 600},
                                   loss={"rba": True}, schedule={"warmup": 3, "decay": "cosine"}),
     "adam_lbfgs": dict(optimizer="adam_lbfgs", adam_steps=6, steps=12),
+    "adam_ssbroyden": dict(optimizer="adam_ssbroyden", adam_steps=2, steps=12),
 }
 
 

@@ -1,4 +1,4 @@
-"""Adam then L-BFGS (``trainer.optimizer=adam_lbfgs``): a fresh L-BFGS takes over at ``trainer.adam_steps``."""
+"""Adam then a second-order method (``trainer.optimizer=adam_lbfgs``, ``adam_ssbroyden``, ...): it takes over at ``trainer.adam_steps``."""
 from __future__ import annotations
 
 from kanpde.training.callbacks.base import Callback
@@ -6,7 +6,7 @@ from kanpde.training.state import TrainState
 
 
 class SwitchOptimizer(Callback):
-    """Replaces the optimiser at ``step``; :func:`kanpde.training.optimizers.make_optimizer` picks L-BFGS from there on."""
+    """Replaces the optimiser at ``step``; :func:`kanpde.training.optimizers.make_optimizer` picks the second-order method from there on."""
 
     def __init__(self, step: int) -> None:
         self.step = step

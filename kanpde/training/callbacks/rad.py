@@ -9,6 +9,7 @@ from kanpde import checks
 from kanpde.pde.problem import Problem
 from kanpde.training.callbacks.base import Callback
 from kanpde.training.config import SamplerConfig
+from kanpde.training.optimizers import takes_closure
 from kanpde.training.state import TrainState
 
 
@@ -98,5 +99,5 @@ class RAD(Callback):
         pool, residual, chosen = self.draw(state)
         state.points["pde"] = {"x": pool[chosen]}
         state.callbacks.call("on_resample", state, "pde", residual[chosen], residual.max())
-        if isinstance(state.optimizer, torch.optim.LBFGS):  # its curvature pairs belong to the old points
+        if takes_closure(state.optimizer):  # its curvature memory belongs to the old points
             state.new_optimizer()
