@@ -66,6 +66,42 @@ def resolve_width(problem: Problem, width: list[Any] | None) -> list[Any] | None
     return width
 
 
+def resolve_embedding(problem: Problem, spec: Mapping[str, Any] | None) -> dict[str, Any] | None:
+    """``model.embedding`` with input names turned into indices, and the periodic axes of a problem with
+    ``exact_periodic`` filled in: ``periodic`` may be left out or null (one mode per axis), a number of
+    modes for every periodic axis, or ``{input name: modes}``."""
+    spec = dict(spec or {})
+    axes = problem.periodic_axes()
+    index = {name: i for i, name in enumerate(problem.inputs)}
+
+    def axis(key: str, name: Any) -> int:
+        if isinstance(name, int) and not isinstance(name, bool) and 0 <= name < len(problem.inputs):
+            return name
+        if name not in index:
+            raise ConfigError(f"model.embedding.{key}: {name!r} is not an input of {problem.name}; its inputs are {problem.inputs}")
+        return index[name]
+
+    periodic = spec.get("periodic")
+    if periodic is None or (isinstance(periodic, int) and not isinstance(periodic, bool)):
+        if periodic is not None and not axes:
+            raise ConfigError(f"model.embedding.periodic={periodic}: problem {problem.name} has no periodic axis imposed exactly; "
+                              f"set problem.exact_periodic=true (with a Periodic condition) or drop model.embedding.periodic")
+        periodic = {i: periodic or 1 for i in axes}
+    elif isinstance(periodic, Mapping):
+        periodic = {axis("periodic", name): modes for name, modes in periodic.items()}
+    else:
+        raise ConfigError(f"model.embedding.periodic must be a number of modes or {{input: modes}}, got {periodic!r}")
+    spec["periodic"] = periodic
+    fourier = spec.get("fourier")
+    if fourier:
+        fourier = dict(fourier)
+        inputs = fourier.get("inputs")
+        if isinstance(inputs, (list, tuple)):
+            fourier["inputs"] = [axis("fourier.inputs", name) for name in inputs]
+        spec["fourier"] = fourier
+    return spec if spec.get("periodic") or spec.get("fourier") or set(spec) - {"periodic", "fourier"} else None
+
+
 def check_model_fits(problem: Problem, width: list[int] | None) -> None:
     """The model's first and last widths must match the problem's inputs and outputs."""
     if width is None:
@@ -129,6 +165,8 @@ def run(
     if plain["model"].get("width") is not None:
         plain["model"]["width"] = resolve_width(problem, plain["model"]["width"])
     check_model_fits(problem, plain["model"].get("width"))
+    if "embedding" in plain["model"]:
+        plain["model"]["embedding"] = resolve_embedding(problem, plain["model"]["embedding"])
     torch.manual_seed(int(cfg.seed))
     lower, upper = problem.domain.bounds()
     previous_dtype = torch.get_default_dtype()

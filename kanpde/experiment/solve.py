@@ -122,6 +122,7 @@ def _config_text(problem: Problem, net: nn.Module, trainer: Trainer, seed: int) 
 def check(problem: Problem, net: nn.Module, trainer: Trainer, activations: bool = False) -> nn.Module:
     """Everything that can fail before training, with messages naming the setting; returns the model to train
     (``net`` inside the problem's hard constraints, if any)."""
+    problem.check_periodic_embedding(net)
     try:
         model = problem.constrain(net)  # the network itself unless hard constraints are on
     except ValueError as e:
@@ -130,6 +131,9 @@ def check(problem: Problem, net: nn.Module, trainer: Trainer, activations: bool 
     trainer.check_problem(problem)
     if activations and not isinstance(net, KAN):
         raise ValueError(f"interpret.activations=true draws a KAN's edges, and the model is {type(net).__name__}; set interpret.activations=false")
+    if activations and net.embedding.active:
+        raise ValueError("interpret.activations=true draws edges over the network's inputs, and this KAN's first layer sees "
+                         "embedded features instead; set interpret.activations=false")
     return model
 
 

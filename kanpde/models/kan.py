@@ -23,6 +23,7 @@ from kanpde.models.basis import (bspline_cells, cell_polynomials, falling_factor
                     padded_bspline_derivatives, power_derivatives, uniform_bspline_basis)
 from kanpde.models.chebyshev import ChebyshevKANLayer
 from kanpde.models.edge import EdgeLayer
+from kanpde.models.embedding import embedding_from
 from kanpde.models.normalize import BoxNormalizer
 from kanpde.models.rbf import RBFKANLayer
 
@@ -289,6 +290,9 @@ class KAN(nn.Module):
         basis: the edges' basis, G + k functions per edge for each, so the parameter count does
             not depend on it: ``bspline`` (degree-k B-splines on G intervals), ``chebyshev``
             (T_0 .. T_{G+k-1} of tanh(x); no range) or ``rbf`` (G + k Gaussians on the range).
+        embedding: features between the normalisation and the first layer, ``{"periodic": {axis: modes},
+            "fourier": {"inputs": [axes], "features": m, "scale": sigma}}`` (:mod:`kanpde.models.embedding`);
+            the first layer then has one input per feature.
     """
 
     def __init__(
@@ -300,6 +304,7 @@ class KAN(nn.Module):
         grid_range: tuple[float, float] = (-1.0, 1.0),
         init_scale: float = 0.1,
         basis: str = "bspline",
+        embedding: dict | None = None,
     ) -> None:
         super().__init__()
         self.width = checks.widths("width", width)
@@ -312,9 +317,11 @@ class KAN(nn.Module):
         self.basis = checks.one_of("basis", basis, tuple(BASES))
         lower, upper = bounds if bounds is not None else (None, None)
         self.normalize = BoxNormalizer(self.width[0], lower, upper, target=self.grid_range)
+        self.embedding = embedding_from(self.width[0], embedding, self.grid_range)
         layer = BASES[self.basis]
+        ins = [self.embedding.n_out, *self.width[1:-1]]
         self.layers = nn.ModuleList(
-            layer(a, b, grid, self.k, self.grid_range, self.init_scale) for a, b in zip(self.width[:-1], self.width[1:])
+            layer(a, b, grid, self.k, self.grid_range, self.init_scale) for a, b in zip(ins, self.width[1:])
         )
 
     @property
@@ -322,9 +329,14 @@ class KAN(nn.Module):
         """Current number of grid intervals (the same on every layer)."""
         return self.layers[0].grid
 
+    def features(self, x: torch.Tensor) -> torch.Tensor:
+        """What the first layer sees: x: (batch, width[0]) normalised and embedded -> (batch, embedding.n_out)."""
+        h = self.normalize(x)
+        return self.embedding(h) if self.embedding.active else h
+
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         """x: (batch, width[0]) -> (batch, width[-1])."""
-        h = self.normalize(x)
+        h = self.features(x)
         for layer in self.layers:
             h = layer(h)
         return h
@@ -337,14 +349,16 @@ class KAN(nn.Module):
         carries its graph to x (for partials above second order, by autograd from here).
         """
         jet = self.normalize.forward_jet(x, pairs)
+        if self.embedding.active:
+            jet = self.embedding.forward_jet(jet)
         for layer in self.layers:
             jet = layer.forward_jet(jet, graph_to_input=x.requires_grad)
         return jet
 
     @torch.no_grad()
     def layer_inputs(self, x: torch.Tensor) -> list[torch.Tensor]:
-        """Inputs each layer sees for the network input x: list of (batch, width[l])."""
-        h = self.normalize(x)
+        """Inputs each layer sees for the network input x: list of (batch, width[l]) (the first: the embedded features)."""
+        h = self.features(x)
         seen = []
         for layer in self.layers:
             seen.append(h)
@@ -391,7 +405,7 @@ class KAN(nn.Module):
 
     def edge_activations(self, x: torch.Tensor) -> list[torch.Tensor]:
         """Every edge's output on the samples x: (batch, width[0]) -> per layer (batch, width[l], width[l+1])."""
-        h = self.normalize(x)
+        h = self.features(x)
         acts = []
         for layer in self.layers:
             acts.append(layer.edges(h, 0)[0])
@@ -425,15 +439,16 @@ class KAN(nn.Module):
         """Keep only the hidden nodes ``keep[l]`` (indices) of hidden layer l, dropping their edges; in place."""
         if len(keep) != len(self.width) - 2:
             raise ValueError(f"keep_nodes needs one index list per hidden layer ({len(self.width) - 2}), got {len(keep)}")
-        sets = [torch.arange(self.width[0]), *[torch.as_tensor(k, dtype=torch.long) for k in keep], torch.arange(self.width[-1])]
+        sets = [torch.arange(self.layers[0].in_features), *[torch.as_tensor(k, dtype=torch.long) for k in keep], torch.arange(self.width[-1])]
         for l, k in enumerate(sets[1:-1], start=1):
             if len(k) == 0:
                 raise ValueError(f"keep_nodes: hidden layer {l} would have no node left")
         self.layers = nn.ModuleList(layer.select(a, b) for layer, a, b in zip(self.layers, sets[:-1], sets[1:]))
-        self.width = [len(k) for k in sets]
+        self.width = [self.width[0], *[len(k) for k in sets[1:]]]
 
     def config(self) -> dict[str, Any]:
         """Constructor arguments that rebuild this model's architecture in its current state (grid included)."""
         lower, upper = self.normalize.bounds()
         return {"width": list(self.width), "grid": self.grid, "k": self.k, "bounds": (lower, upper),
-                "grid_range": self.grid_range, "init_scale": self.init_scale, "basis": self.basis}
+                "grid_range": self.grid_range, "init_scale": self.init_scale, "basis": self.basis,
+                "embedding": self.embedding.spec()}

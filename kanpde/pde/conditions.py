@@ -153,6 +153,13 @@ class Periodic(Condition):
             raise ValueError(f"condition {self.name!r}: {self.axis!r} is the time axis; a periodic condition needs a space axis")
         self._index = index
 
+    @property
+    def axis_index(self) -> int:
+        """The periodic axis as an input index (once bound to a problem)."""
+        if self._index is None:
+            raise RuntimeError(f"condition {self.name!r} is not bound to a domain: build it into a Problem first")
+        return self._index
+
     def sample(self, domain: Domain, n: int, method: str, seed: int) -> dict[str, torch.Tensor]:
         if self._index is None:
             raise RuntimeError(f"condition {self.name!r} is not bound to a domain: build it into a Problem first")

@@ -10,7 +10,7 @@ import torch
 from torch import nn
 
 from kanpde import checks
-from kanpde.pde.conditions import Condition, Dirichlet, Initial
+from kanpde.pde.conditions import Condition, Dirichlet, Initial, Periodic
 from kanpde.pde.constraints import HardConstraint
 from kanpde.pde.derivatives import Fields, Plan
 from kanpde.geometry import SAMPLERS, Domain
@@ -44,6 +44,9 @@ class Problem(ABC):
         eval_points_per_dim: evaluation grid resolution per dimension (default 1000, 100, 30 for 1-3 D).
         hard_constraints: impose the Dirichlet conditions on the whole boundary and the initial
             values exactly, as u = lift + distance·network (:meth:`constrain`); their loss terms drop out.
+        exact_periodic: the :class:`Periodic` conditions hold exactly through the model's periodic input
+            embedding (:mod:`kanpde.models.embedding`; the model must embed every axis in
+            :meth:`periodic_axes`); their loss terms drop out.
         unknowns: unknown scalar coefficients to learn with the network (inverse problems),
             ``{name: initial value}``; the residual reads them with :meth:`unknown`.
 
@@ -70,6 +73,7 @@ class Problem(ABC):
         eval_points_per_dim: int | None = None,
         hard_constraints: bool = False,
         unknowns: Mapping[str, float] | None = None,
+        exact_periodic: bool = False,
     ) -> None:
         if domain.dim != len(self.inputs):
             raise ValueError(f"{self.name}: domain has dimension {domain.dim} but inputs are {self.inputs}")
@@ -114,6 +118,11 @@ class Problem(ABC):
         if hard_constraints and not self.hard_terms:
             raise ValueError(f"hard_constraints: {self.name} has no Dirichlet condition on the whole boundary and no initial "
                              f"value to impose exactly; set hard_constraints=false")
+        if not isinstance(exact_periodic, bool):
+            raise ValueError(f"exact_periodic must be true or false, got {exact_periodic!r}")
+        self.embedded_terms: tuple[str, ...] = tuple(c.name for c in self.conditions if isinstance(c, Periodic)) if exact_periodic else ()
+        if exact_periodic and not self.embedded_terms:
+            raise ValueError(f"exact_periodic: {self.name} has no Periodic condition to impose exactly; set exact_periodic=false")
 
     def _hard_terms(self) -> tuple[str, ...]:
         """Conditions that :meth:`constrain` can impose exactly: Dirichlet on the whole boundary of a
@@ -130,6 +139,18 @@ class Problem(ABC):
                 hard.append(c.name)
         return tuple(hard)
 
+    @property
+    def exact_terms(self) -> tuple[str, ...]:
+        """Conditions met exactly (hard constraints and embedded periodicity): no loss term, no points."""
+        return self.hard_terms + self.embedded_terms
+
+    def periodic_axes(self) -> dict[int, float]:
+        """``{input index: period}`` of the axes whose periodicity the model must embed (``exact_periodic``)."""
+        lower, upper = self.domain.bounds()
+        axes = {c.axis_index: float(upper[c.axis_index] - lower[c.axis_index])
+                for c in self.conditions if c.name in self.embedded_terms and isinstance(c, Periodic)}
+        return dict(sorted(axes.items()))
+
     def unknown(self, name: str) -> torch.Tensor:
         """The current value of an unknown coefficient (a 0-d tensor that trains with the network)."""
         try:
@@ -140,7 +161,7 @@ class Problem(ABC):
     @property
     def terms(self) -> list[str]:
         """Names of the loss terms: ``"pde"`` then each condition's not imposed exactly."""
-        return ["pde"] + [c.name for c in self.conditions if c.name not in self.hard_terms]
+        return ["pde"] + [c.name for c in self.conditions if c.name not in self.exact_terms]
 
     def distance(self, x: torch.Tensor) -> torch.Tensor:
         """Hard constraints: x: (n, dim) -> (n, n_out), zero where a value is imposed exactly.
@@ -183,6 +204,28 @@ class Problem(ABC):
                                      f"value of {c.name!r} by up to {float(gap):.3g} on the boundary; override Problem.lift, "
                                      f"or set hard_constraints=false")
 
+    def check_periodic_embedding(self, model: nn.Module) -> None:
+        """The model's periodic input embedding must be exactly this problem's periodic axes (with
+        ``exact_periodic``), with the domain's period; a ValueError naming the setting otherwise."""
+        embedding = getattr(model, "embedding", None)
+        embedded = dict(getattr(embedding, "periodic", {}) or {})
+        wanted = self.periodic_axes()
+        for axis in embedded:
+            if axis not in wanted:
+                why = "has no Periodic condition on it" if not any(isinstance(c, Periodic) and c.axis_index == axis
+                                                                    for c in self.conditions) else "has exact_periodic=false"
+                raise ValueError(f"model.embedding.periodic: input {self.inputs[axis]!r} is not periodic in problem {self.name!r} "
+                                 f"(it {why}); drop the embedding, or declare the axis periodic and set problem.exact_periodic=true")
+        for axis, period in wanted.items():
+            if axis not in embedded:
+                raise ValueError(f"problem.exact_periodic: the model does not embed input {self.inputs[axis]!r} periodically; build it "
+                                 f"with embedding={{'periodic': {{{axis}: 1}}}} (the CLI adds this itself) or set exact_periodic=false")
+            lower, upper = model.normalize.bounds()
+            length = upper[axis] - lower[axis]
+            if abs(length - period) > 10 * torch.finfo(model.normalize.scale.dtype).eps * abs(period):
+                raise ValueError(f"model.bounds: the model's range of {self.inputs[axis]!r} is [{lower[axis]:g}, {upper[axis]:g}], so its "
+                                 f"embedding's period is {length:g}, but the domain's period is {period:g}")
+
     def constrain(self, model: nn.Module) -> nn.Module:
         """The model with the hard constraints applied (the model itself when there are none)."""
         if not self.hard_terms:
@@ -221,7 +264,7 @@ class Problem(ABC):
         """Draw the collocation points for every loss term (float64, CPU)."""
         points: Points = {"pde": {"x": self.domain.sample_interior(self.n_interior, self.sampler, seed)}}
         for i, c in enumerate(self.conditions):
-            if c.name in self.hard_terms:
+            if c.name in self.exact_terms:
                 continue
             points[c.name] = c.sample(self.domain, self.n_boundary, self.sampler, seed + 1000 * (i + 1))
         return points
@@ -250,7 +293,7 @@ class Problem(ABC):
 
         out = {"pde": self.pde_pointwise(model, points["pde"]["x"], derivatives)}
         for c in self.conditions:
-            if c.name in self.hard_terms:
+            if c.name in self.exact_terms:
                 continue
             p = points[c.name]
             fc = fields(c.name, p["x"])

@@ -18,7 +18,9 @@ class SymbolicStep(Callback):
         self.config = config
 
     def check_model(self, model: nn.Module) -> None:
-        require_kan(model, "trainer.symbolic.at")
+        if require_kan(model, "trainer.symbolic.at").embedding.active:
+            raise ValueError("trainer.symbolic.at: a KAN with an input embedding has no formula in its inputs "
+                             "(its first layer sees the embedded features); drop model.embedding or the symbolic step")
 
     def on_step_start(self, state: TrainState) -> None:
         if state.step != self.config.at:
