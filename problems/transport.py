@@ -1,6 +1,7 @@
-"""Nonlinear time-dependent benchmarks with numerical reference solutions: viscous Burgers and Allen–Cahn."""
+"""Time-dependent transport benchmarks: viscous Burgers and Allen–Cahn (numerical references), periodic convection (exact)."""
 from __future__ import annotations
 
+import math
 from math import pi
 
 import numpy as np
@@ -46,6 +47,38 @@ class Burgers1D(Problem):
     def reference(self) -> tuple[torch.Tensor, torch.Tensor]:
         ref = burgers_reference(directory=self.cache_dir)
         return _grid_points(ref["x"], ref["t"], ref["u"])
+
+
+class Convection1D(Problem):
+    """u_t + β·u_x = 0 on x ∈ [0, 2π] (periodic), t ∈ [0, 1]; u(x, 0) = sin x; exact u = sin(x − βt).
+
+    With β = 30 (the default) the solution crosses the domain about five times: Krishnapriyan et al.
+    (2021, "Characterizing possible failure modes in physics-informed neural networks") show a plain
+    PINN failing there.  Inputs (x, t).
+    """
+
+    name = "convection1d"
+    inputs = ("x", "t")
+    published = (
+        {"method": "PINN (vanilla)", "metric": "rel_l2", "value": 8.97e-1, "source": "Krishnapriyan et al. 2021, Table 1",
+         "family": "mlp"},
+        {"method": "PINN + curriculum regularisation", "metric": "rel_l2", "value": 2.02e-2,
+         "source": "Krishnapriyan et al. 2021, Table 1", "family": "mlp"},
+    )
+
+    def __init__(self, beta: float = 30.0, n_interior: int = 6000, n_boundary: int = 400, weights=None, **kw) -> None:
+        self.beta = float(beta)
+        if not math.isfinite(self.beta):
+            raise ValueError(f"beta must be a finite number, got {beta!r}")
+        domain = TimeDomain(Interval(0, 2 * pi), 0.0, 1.0)
+        conditions = [Periodic("x", derivative=False), Initial(lambda x: torch.sin(x[:, 0]))]
+        super().__init__(domain, conditions, weights, n_interior, n_boundary, **kw)
+
+    def residual(self, f: Fields) -> torch.Tensor:
+        return f.d("u", "t") + self.beta * f.d("u", "x")
+
+    def exact(self, x: torch.Tensor) -> torch.Tensor:
+        return torch.sin(x[:, 0] - self.beta * x[:, 1]).unsqueeze(1)
 
 
 class AllenCahn1D(Problem):
