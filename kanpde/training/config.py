@@ -64,12 +64,18 @@ class CausalConfig:
 
 @dataclass
 class LossConfig:
-    """Residual-based attention (``rba``: lam <- gamma*lam + eta*|r|/max|r|) and causal weights."""
+    """Residual-based attention (``rba``: lam <- gamma*lam + eta*|r|/max|r|), causal weights, and term
+    weights from the gradients every ``balance_period`` steps (``balance``: none | grad_norm | ntk,
+    smoothed with ``momentum``; ``ntk`` takes ``ntk_points`` points of each term)."""
     rba: bool = False
     gamma: float = 0.999
     eta: float = 0.01
     rba_boundary: bool = False
     causal: CausalConfig = field(default_factory=CausalConfig)
+    balance: str = "none"
+    balance_period: int = 100
+    momentum: float = 0.9
+    ntk_points: int = 32
 
 
 @dataclass
@@ -282,6 +288,10 @@ class TrainerConfig:
                 raise ValueError(f"trainer.loss.{key} must be true or false, got {getattr(loss, key)!r}")
         _in_group("loss", lambda: (checks.number_in("gamma", loss.gamma, 0.0, 1.0, high_open=True),
                                    checks.number_in("eta", loss.eta, 0.0, low_open=True)))
+        _in_group("loss", lambda: (checks.one_of("balance", loss.balance, ("none", "grad_norm", "ntk")),
+                                   checks.positive_int("balance_period", loss.balance_period),
+                                   checks.number_in("momentum", loss.momentum, 0.0, 1.0, high_open=True),
+                                   checks.positive_int("ntk_points", loss.ntk_points)))
         _in_group("loss.causal", lambda: (checks.number_in("eps", loss.causal.eps, 0.0),
                                           checks.positive_int("slabs", loss.causal.slabs)))
         smp = self.sampler

@@ -18,6 +18,7 @@ from kanpde.models.jet import Jet, Pairs, supports_jet
 from kanpde.models.kan import KANLayer
 from kanpde.pde.derivatives import resolve_backend
 from kanpde.pde.problem import Points, Problem
+from kanpde.training.callbacks.balance import LossBalance
 from kanpde.training.callbacks.base import Callback, CallbackList, StepFunction
 from kanpde.training.callbacks.causal import CausalWeights
 from kanpde.training.callbacks.divergence import DivergenceGuard
@@ -103,6 +104,8 @@ class Trainer:
             cbs.append(ResidualAttention(c.loss))
         if c.loss.causal.eps > 0:
             cbs.append(CausalWeights(c.loss.causal))
+        if c.loss.balance != "none":
+            cbs.append(LossBalance(c.loss))
         if c.reg.l1 > 0 or c.reg.entropy > 0:
             cbs.append(SparsityPenalty(c.reg))
         return cbs + [HistoryRecorder(c.log_every, c.steps), ProgressBar(c.steps, c.progress)]
@@ -208,7 +211,8 @@ class Trainer:
         local = [name for name, on in (("trainer.sampler.adaptive=rad", c.sampler.adaptive == "rad"),
                                        ("trainer.reg", c.reg.l1 > 0 or c.reg.entropy > 0),
                                        ("trainer.prune_at", c.prune_at is not None), ("trainer.symbolic.at", c.symbolic.at is not None),
-                                       ("trainer.grid_update=extension", c.grid_update == "extension")) if on]
+                                       ("trainer.grid_update=extension", c.grid_update == "extension"),
+                                       ("trainer.loss.balance", c.loss.balance != "none")) if on]
         if local:
             raise ValueError(f"{', '.join(local)} do(es) not run data-parallel yet (torchrun); run it in one process")
 

@@ -44,6 +44,7 @@ SETTINGS = {
                                   loss={"rba": True}, schedule={"warmup": 3, "decay": "cosine"}),
     "adam_lbfgs": dict(optimizer="adam_lbfgs", adam_steps=6, steps=12),
     "adam_ssbroyden": dict(optimizer="adam_ssbroyden", adam_steps=2, steps=12),
+    "adam+ntk": dict(optimizer="adam", steps=12, lr=1e-2, loss={"balance": "ntk", "balance_period": 3, "ntk_points": 8}),
 }
 
 
