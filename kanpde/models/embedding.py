@@ -57,8 +57,8 @@ class InputEmbedding(nn.Module):
         self.fourier = self._check_fourier(fourier)
         tables = self._tables()
         self.n_out = int(tables["weight"].shape[1])
-        for name, value in tables.items():
-            self.register_buffer(name, value.to(torch.get_default_dtype()) if value.is_floating_point() else value)
+        for name, value in tables.items():  # not saved: the settings rebuild them exactly (model files stay as they were)
+            self.register_buffer(name, value.to(torch.get_default_dtype()) if value.is_floating_point() else value, persistent=False)
 
     def _tables(self) -> dict[str, torch.Tensor]:
         """The linear map (weight, phase), which columns take a sine (trig) and the map onto the range
