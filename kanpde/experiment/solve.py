@@ -26,7 +26,7 @@ from kanpde.models.kan import KAN
 from kanpde.models.protocols import GridModel, n_params
 from kanpde.pde import metrics
 from kanpde.pde.problem import Points, Problem, points_digest
-from kanpde.training import Trainer, TrainResult, distributed
+from kanpde.training import Trainer, TrainResult, distributed, marching
 from kanpde.training.callbacks.checkpointing import Checkpointing
 from kanpde.training.checkpoint import CheckpointError
 
@@ -129,12 +129,28 @@ def check(problem: Problem, net: nn.Module, trainer: Trainer, activations: bool 
         raise ValueError(f"problem.{e}") from None
     trainer.check_model(model)
     trainer.check_problem(problem)
+    if trainer.config.marches:
+        marching.check_problem(problem)
+        ends = marching_ends(problem, trainer)
+        if activations:
+            raise ValueError("interpret.activations=true draws one KAN, and a marching run has one per time window; "
+                             "set interpret.activations=false")
+        if distributed.ranks() > 1:
+            raise ValueError("trainer.marching does not run data-parallel yet (torchrun); run it in one process")
+        log.debug(f"time windows {ends}")
     if activations and not isinstance(net, KAN):
         raise ValueError(f"interpret.activations=true draws a KAN's edges, and the model is {type(net).__name__}; set interpret.activations=false")
     if activations and net.embedding.active:
         raise ValueError("interpret.activations=true draws edges over the network's inputs, and this KAN's first layer sees "
                          "embedded features instead; set interpret.activations=false")
     return model
+
+
+def marching_ends(problem: Problem, trainer: Trainer) -> list[float]:
+    """The window ends [t0, ..., t1] of a marching run (checked against the problem's time range)."""
+    dom = problem.domain
+    m = trainer.config.marching
+    return marching.window_ends(dom.t0, dom.t1, m.windows, m.breaks)
 
 
 def solve(problem: Problem, model: nn.Module, trainer: Trainer | None = None, *, out_dir: str | Path | None = None,
@@ -174,8 +190,17 @@ def solve(problem: Problem, model: nn.Module, trainer: Trainer | None = None, *,
         if resume is not None:
             log.info(f"resuming from {resume}")
         extra = [Checkpointing(run_dir / ckpt, trainer.config.checkpoint.every, trainer.steps)] if run_dir is not None else []
-        result = trainer.fit(problem, model, train_points, x_eval, None if has_exact else u_ref, seed=seed, resume=resume,
-                             extra_callbacks=extra, shards=shards)
+        if trainer.config.marches:
+            if resume is not None:
+                raise CheckpointError(f"trainer.resume: a time-marching run cannot continue from {resume} yet; "
+                                      f"set trainer.resume=never or use another run directory")
+            ends = marching_ends(problem, trainer)
+            log.info(f"time-marching over {len(ends) - 1} windows, {trainer.steps} steps each (no checkpoints)")
+            model, result = marching.march(trainer, problem, net, ends, x_eval, None if has_exact else u_ref, seed)
+            saved, net = model.windows, model.windows.nets[-1]  # model.pt holds every window's network
+        else:
+            result = trainer.fit(problem, model, train_points, x_eval, None if has_exact else u_ref, seed=seed, resume=resume,
+                                 extra_callbacks=extra, shards=shards)
 
         dev, dt = trainer.torch_device, trainer.torch_dtype
         x_eval = x_eval.to(device=dev, dtype=dt)
@@ -190,9 +215,13 @@ def solve(problem: Problem, model: nn.Module, trainer: Trainer | None = None, *,
         with torch.no_grad():
             u_exact = problem.exact(x_eval) if has_exact else u_ref
         attrs = _attributes(problem, net, model, trainer, result, errs, schedule, points, seed, start_time, name, config)
-        tables = _interpretation(problem, net, result, attrs, x_eval, u_exact, digits)
+        if trainer.config.marches:
+            attrs["windows"] = len(saved.nets)
+            tables = {}
+        else:
+            saved, tables = net, _interpretation(problem, net, result, attrs, x_eval, u_exact, digits)
         if out is not None:
-            _write(out, problem, net, result, attrs, tables, x_eval, u_pred, u_exact, points, plots, activations, dev, dt)
+            _write(out, problem, saved, result, attrs, tables, x_eval, u_pred, u_exact, points, plots, activations, dev, dt)
     log.info(f"{attrs['problem']} {attrs['model']}: rel_l2={attrs['rel_l2']:.3e} mse={attrs['mse']:.3e} "
              f"n_params={attrs['n_params']} wall_time={attrs['wall_time_s']:.1f}s steps={attrs['steps']}" + (f" -> {out}" if out else ""))
     if result.status != "ok":

@@ -94,9 +94,17 @@ class CheckpointConfig:
     every: int = 200
 
 
+@dataclass
+class MarchingConfig:
+    """Time-marching: ``windows`` equal time windows, or the windows between the interior ``breaks``,
+    trained one after another for ``trainer.steps`` steps each (:mod:`kanpde.training.marching`); 1 and []: off."""
+    windows: int = 1
+    breaks: List[float] = field(default_factory=list)
+
+
 GROUPS = {"grid_extension": GridExtensionConfig, "reg": RegConfig, "symbolic": SymbolicConfig, "schedule": ScheduleConfig,
           "loss": LossConfig, "sampler": SamplerConfig,
-          "checkpoint": CheckpointConfig}
+          "checkpoint": CheckpointConfig, "marching": MarchingConfig}
 
 
 def check_device(device: Any) -> str:
@@ -172,6 +180,7 @@ class TrainerConfig:
         schedule, loss, sampler: Adam's learning-rate schedule, RBA and causal weights, RAD sampling.
         tensorboard: write the history's scalars for TensorBoard (``pip install kanpde[tensorboard]``).
         checkpoint: how often a run with a directory writes ``checkpoint.pt`` (:class:`CheckpointConfig`).
+        marching: time windows trained one after another (:class:`MarchingConfig`); ``steps`` is then per window.
         resume: ``auto`` (continue from the run directory's checkpoint when there is one), ``never``, or
             the path of a checkpoint to continue from.
         divergence: a loss above ``divergence`` times the best loss so far ends training with
@@ -202,6 +211,7 @@ class TrainerConfig:
     sampler: SamplerConfig = field(default_factory=SamplerConfig)
     tensorboard: bool = False
     checkpoint: CheckpointConfig = field(default_factory=CheckpointConfig)
+    marching: MarchingConfig = field(default_factory=MarchingConfig)
     resume: str = "auto"
     divergence: float = 1e8
 
@@ -227,12 +237,24 @@ class TrainerConfig:
             if not isinstance(getattr(self, name), bool):
                 raise ValueError(f"trainer.{name} must be true or false, got {getattr(self, name)!r}")
         self.checkpoint.every = checks.positive_int("trainer.checkpoint.every", self.checkpoint.every, minimum=0)
+        self.marching.windows = checks.positive_int("trainer.marching.windows", self.marching.windows)
+        try:
+            self.marching.breaks = [float(b) for b in self.marching.breaks]
+        except (TypeError, ValueError):
+            raise ValueError(f"trainer.marching.breaks must be a list of times, got {self.marching.breaks!r}") from None
+        if self.marching.breaks and self.marching.windows != 1:
+            raise ValueError(f"trainer.marching: give windows={self.marching.windows} or breaks={self.marching.breaks}, not both")
         if not isinstance(self.resume, str) or not self.resume:
             raise ValueError(f"trainer.resume must be auto, never or a checkpoint's path, got {self.resume!r}")
         self.divergence = checks.positive_float("trainer.divergence", self.divergence, allow_zero=True)
         self._check_grid_extension()
         self._check_interpretation()
         self._check_adaptive()
+
+    @property
+    def marches(self) -> bool:
+        """Whether training marches through time windows."""
+        return self.marching.windows > 1 or bool(self.marching.breaks)
 
     @property
     def second_order(self) -> str | None:

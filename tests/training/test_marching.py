@@ -1,0 +1,100 @@
+"""Time-marching (trainer.marching): windows that tile the time range and stitch exactly."""
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+
+from kanpde import KAN, MLP, Trainer, solve
+from kanpde.io import load_model, read_results
+from kanpde.problems.heat import Diffusion1D
+from kanpde.problems.poisson import Poisson1D
+from kanpde.problems.waves import Wave1D
+from kanpde.training.marching import Marched, WindowNets, window_ends, window_problem
+
+
+def test_windows_tile_the_time_range():
+    assert window_ends(0.0, 1.0, 4) == [0.0, 0.25, 0.5, 0.75, 1.0]
+    assert window_ends(0.0, 2.0, 1, [0.5, 1.5]) == [0.0, 0.5, 1.5, 2.0]
+    for bad in ([0.5, 0.2], [0.0, 0.5], [0.5, 2.0], [0.5, 0.5]):
+        with pytest.raises(ValueError, match=r"trainer.marching.breaks must increase strictly inside the time range \(0.0, 1.0\)"):
+            window_ends(0.0, 1.0, 1, bad)
+    with pytest.raises(ValueError, match="give windows=3 or breaks=\\[0.5\\], not both"):
+        Trainer(marching={"windows": 3, "breaks": [0.5]})
+
+
+def _random_marched(problem, ends, cls=MLP, width=(2, 6, 1)):
+    lo, hi = problem.domain.bounds()
+    nets = []
+    for w in range(len(ends) - 1):
+        torch.manual_seed(w)
+        nets.append(cls(list(width), bounds=(lo.tolist(), hi.tolist())).double())
+    return Marched(problem, WindowNets.of(nets, ends))
+
+
+@pytest.mark.parametrize("cls", [MLP, KAN])
+def test_windows_stitch_continuously_for_any_weights(f64, cls):
+    problem = Diffusion1D()
+    marched = _random_marched(problem, [0.0, 0.3, 0.7, 1.0], cls, (2, 5, 1))
+    x = torch.linspace(0, 1, 21)
+    for w, tb in ((1, 0.3), (2, 0.7)):
+        at = torch.stack([x, torch.full_like(x, tb)], 1)
+        before, after = marched.window_model(w - 1)(at), marched.window_model(w)(at)
+        torch.testing.assert_close(after, before, rtol=0, atol=1e-14)  # the next window's imposed initial value
+        torch.testing.assert_close(marched(at), after, rtol=0, atol=0)  # a boundary time belongs to the later window
+    start = torch.stack([x, torch.zeros_like(x)], 1)
+    torch.testing.assert_close(marched(start)[:, 0], torch.sin(torch.pi * x), rtol=0, atol=1e-15)
+
+
+def test_a_later_window_continues_the_initial_rate_of_the_earlier_ones(f64):
+    problem = Wave1D()
+    earlier = _random_marched(problem, [0.0, 0.5])
+    sub = window_problem(problem, 0.5, 1.0, earlier)
+    assert sub.terms == ["pde", "dirichlet", "initialrate"] and "initial" not in sub.sample_points(0)
+    x = torch.rand(7, 1)
+    rate = next(c for c in sub.conditions if c.name == "initialrate").target(torch.cat([x, torch.full_like(x, 0.5)], 1))
+    h = 1e-6
+    fd = (earlier(torch.cat([x, torch.full_like(x, 0.5 + h)], 1)) - earlier(torch.cat([x, torch.full_like(x, 0.5 - h)], 1)))[:, 0] / (2 * h)
+    torch.testing.assert_close(rate, fd, rtol=1e-6, atol=1e-8)
+    assert sub.domain.t0 == 0.5 and problem.domain.t0 == 0.0  # the problem itself is untouched
+
+
+def test_a_marching_run_is_one_run_with_one_results_file(f64, tmp_path):
+    problem = Diffusion1D(n_interior=150, n_boundary=30)
+    lo, hi = problem.domain.bounds()
+    torch.manual_seed(0)
+    net = MLP([2, 8, 1], bounds=(lo.tolist(), hi.tolist()))
+    run = solve(problem, net, Trainer(steps=15, log_every=5, progress=False, marching={"windows": 3}), out_dir=tmp_path, plots=False)
+    res = read_results(tmp_path / "results.h5")
+    h = res["history"]
+    np.testing.assert_array_equal(h["window"], [0, 0, 0, 0, 1, 1, 1, 1, 2, 2, 2, 2])
+    np.testing.assert_array_equal(h["step"], [0, 5, 10, 14, 15, 20, 25, 29, 30, 35, 40, 44])
+    assert "loss_initial" not in h and res["attrs"]["windows"] == 3 and res["attrs"]["steps"] == 45
+    assert res["attrs"]["n_params"] == 3 * net.n_params()
+    assert len(res["stages"]["step"]) == 3
+    saved = load_model(tmp_path / "model.pt").double()
+    assert isinstance(saved, WindowNets) and saved.ends == pytest.approx([0, 1 / 3, 2 / 3, 1])
+    x = torch.as_tensor(res["eval"]["x"])
+    torch.testing.assert_close(Marched(problem, saved)(x), torch.as_tensor(res["eval"]["u_pred"]), rtol=1e-12, atol=1e-14)
+    assert run.errors["rel_l2"] == pytest.approx(res["attrs"]["rel_l2"])
+
+
+def test_marching_needs_time_an_initial_value_and_no_hard_constraints_of_its_own():
+    trainer = Trainer(steps=2, marching={"windows": 2})
+    with pytest.raises(ValueError, match="trainer.marching cuts the time range into windows, and poisson1d has no time input"):
+        solve(Poisson1D(), MLP([1, 4, 1]), trainer)
+    with pytest.raises(ValueError, match="set problem.hard_constraints=false"):
+        solve(Diffusion1D(hard_constraints=True), MLP([2, 4, 1]), trainer)
+    with pytest.raises(ValueError, match="breaks must increase strictly inside the time range"):
+        solve(Diffusion1D(), MLP([2, 4, 1]), Trainer(steps=2, marching={"breaks": [1.5]}))
+
+
+def test_one_window_is_plain_training(f64):
+    histories = []
+    for settings in ({}, {"marching": {"windows": 1}}):
+        problem = Diffusion1D(n_interior=100, n_boundary=20)
+        torch.manual_seed(0)
+        net = MLP([2, 6, 1], bounds=([0.0, 0.0], [1.0, 1.0]))
+        histories.append(solve(problem, net, Trainer(steps=5, log_every=1, progress=False, **settings), plots=False).history)
+    assert "window" not in histories[1]
+    np.testing.assert_array_equal(histories[0]["loss"], histories[1]["loss"])
