@@ -33,6 +33,10 @@ class Burgers1D(Problem):
     published = (
         {"method": "PINN 5x100", "metric": "rel_l2", "value": 1.45e-2, "params": 40800, "source": "PINNacle (Hao et al. 2023)",
          "family": "mlp"},
+        {"method": "PINN + vRBA + SSBroyden (float64, GPU)", "metric": "rel_l2", "value": 8.25e-9, "params": "~2.2k",
+         "source": "Toscano et al. 2025 (arXiv 2509.14198)", "family": "mlp"},
+        {"method": "PINN + L-BFGS", "metric": "rel_l2", "value": 6.7e-4, "params": "~3k", "source": "Raissi et al. 2019",
+         "family": "mlp"},
         {"method": "adaptive PIKAN", "metric": "rel_l2", "value": 2.43e-2, "params": "~1.7k", "source": "Rigas et al. 2024", "family": "kan"},
     )
 
@@ -93,6 +97,8 @@ class AllenCahn1D(Problem):
     inputs = ("x", "t")
     published = (
         {"method": "PirateNet", "metric": "rel_l2", "value": 2.24e-5, "source": "Wang et al. 2024", "family": "mlp"},
+        {"method": "PINN + vRBA + SSBroyden (float64, GPU)", "metric": "rel_l2", "value": 1.88e-6, "params": "~2.25k",
+         "source": "Toscano et al. 2025 (arXiv 2509.14198)", "family": "mlp"},
         {"method": "KKAN", "metric": "rel_l2", "value": 2.51e-5, "params": "118k", "source": "Toscano et al. 2024",
          "family": "kan"},
         {"method": "KKAN", "metric": "rel_l2", "value": 5.51e-5, "params": "22k", "source": "Toscano et al. 2024",

@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import copy
 import importlib
+import logging
 from typing import Any, Sequence
 
 import torch
@@ -27,6 +28,8 @@ from kanpde.geometry import TimeDomain
 from kanpde.pde.conditions import Initial, InitialRate
 from kanpde.pde.constraints import HardConstraint
 from kanpde.pde.problem import Problem
+
+log = logging.getLogger("kanpde")
 
 
 def window_ends(t0: float, t1: float, windows: int, breaks: Sequence[float] = ()) -> list[float]:
@@ -198,6 +201,9 @@ def march(trainer: Any, problem: Problem, net: nn.Module, ends: Sequence[float],
         for p in current.parameters():
             p.requires_grad_(False)
         nets.append(current)
+        last = {k: v[-1] for k, v in result.history.items() if v}
+        log.info(f"window {w + 1}/{len(ends) - 1} (t in [{a:g}, {b:g}]): loss {last.get('loss', float('nan')):.3e}, "
+                 f"rel_l2 on the window {last.get('rel_l2', float('nan')):.3e}, {result.wall_time_s:.0f} s")
         merged = _merge(merged, result, w, trainer.steps)
         if result.status != "ok":
             merged.message = f"window {w + 1} of {len(ends) - 1} (t in [{a:g}, {b:g}]): {result.message}"
