@@ -97,9 +97,11 @@ class CheckpointConfig:
 @dataclass
 class MarchingConfig:
     """Time-marching: ``windows`` equal time windows, or the windows between the interior ``breaks``,
-    trained one after another for ``trainer.steps`` steps each (:mod:`kanpde.training.marching`); 1 and []: off."""
+    trained one after another for ``trainer.steps`` steps each (:mod:`kanpde.training.marching`); 1 and []: off.
+    ``transfer``: a window's network starts from the previous one's weights (else from a fresh initialisation)."""
     windows: int = 1
     breaks: List[float] = field(default_factory=list)
+    transfer: bool = True
 
 
 GROUPS = {"grid_extension": GridExtensionConfig, "reg": RegConfig, "symbolic": SymbolicConfig, "schedule": ScheduleConfig,
@@ -242,6 +244,8 @@ class TrainerConfig:
             self.marching.breaks = [float(b) for b in self.marching.breaks]
         except (TypeError, ValueError):
             raise ValueError(f"trainer.marching.breaks must be a list of times, got {self.marching.breaks!r}") from None
+        if not isinstance(self.marching.transfer, bool):
+            raise ValueError(f"trainer.marching.transfer must be true or false, got {self.marching.transfer!r}")
         if self.marching.breaks and self.marching.windows != 1:
             raise ValueError(f"trainer.marching: give windows={self.marching.windows} or breaks={self.marching.breaks}, not both")
         if not isinstance(self.resume, str) or not self.resume:

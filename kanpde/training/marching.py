@@ -7,7 +7,8 @@ Window w = [a_w, b_w] has its own network N_w, and on it
 
 with base_0 the problem's initial value and base_w = u(x, a_w) of the windows before: each window
 starts exactly where the previous one ended, for any weights.  N_w starts from N_{w−1}'s weights
-(transfer), and is frozen once its window is trained.  An initial rate (a wave's u_t(x, t0)) stays
+(transfer; ``trainer.marching.transfer=false`` starts each from a fresh initialisation instead), and
+is frozen once its window is trained.  An initial rate (a wave's u_t(x, t0)) stays
 a loss term; in later windows its target is the previous window's u_t at a_w.  The other conditions
 (boundary values, periodicity) are imposed in every window as the problem imposes them.
 
@@ -176,7 +177,8 @@ def march(trainer: Any, problem: Problem, net: nn.Module, ends: Sequence[float],
     """Train one window after another with ``trainer`` (``trainer.steps`` steps each) and return the
     assembled u and one :class:`~kanpde.training.state.TrainResult` for the whole run.
 
-    ``net`` is window 0's network; later windows start from a copy of the one before.  ``u_ref``:
+    ``net`` is window 0's network; later windows start from a copy of the one before (``transfer``) or
+    from a fresh initialisation of the same architecture.  ``u_ref``:
     reference values at ``x_eval`` (None: the problem's exact solution).  The history's ``step``
     runs on across windows and a ``window`` column says which one a row belongs to; each window
     ends a stage.  A window that fails ends the run there, with its message.
@@ -189,7 +191,7 @@ def march(trainer: Any, problem: Problem, net: nn.Module, ends: Sequence[float],
     t = x_eval[:, -1]
     for w in range(len(ends) - 1):
         a, b = ends[w], ends[w + 1]
-        current = net if w == 0 else copy.deepcopy(nets[-1])
+        current = net if w == 0 else copy.deepcopy(nets[-1]) if trainer.config.marching.transfer else _fresh(net, seed + w)
         for p in current.parameters():
             p.requires_grad_(True)
         marched = Marched(problem, WindowNets.of([*nets, current], ends[: w + 2]))
@@ -212,6 +214,14 @@ def march(trainer: Any, problem: Problem, net: nn.Module, ends: Sequence[float],
         for p in n.parameters():
             p.requires_grad_(True)
     return Marched(problem, WindowNets.of(nets, ends[: len(nets) + 1])), merged
+
+
+def _fresh(net: nn.Module, seed: int) -> nn.Module:
+    """A new network of ``net``'s architecture, initialised under ``seed``, in its dtype and on its device."""
+    ref = next(net.parameters())
+    torch.manual_seed(seed)
+    with torch.device(ref.device):
+        return type(net)(**net.config()).to(dtype=ref.dtype)
 
 
 def _merge(done: Any, result: Any, window: int, steps: int) -> Any:

@@ -84,8 +84,10 @@ class QuasiNewton(torch.optim.Optimizer):
 
     Like :class:`torch.optim.LBFGS`, ``step(closure)`` takes one iteration; ``closure()`` zeroes the
     gradients, returns the loss and has called ``backward``.  The state (H, iteration count) lives in
-    ``state_dict()``, so checkpoints resume exactly.  A line search that finds no step resets H to
-    the identity (the next step is steepest descent) and leaves the parameters where they were.
+    ``state_dict()``, so checkpoints resume exactly.  H starts as γ·I, γ = min(1, 1/|g|₁), so the first
+    trial step is at most 1 long; a line search that finds no step along −Hg is tried once more from
+    that start, and if that fails too the step leaves the parameters where they were and the next
+    step starts afresh.
 
     Args:
         params: the parameters (at most :data:`MAX_PARAMS` numbers in all).
@@ -106,6 +108,14 @@ class QuasiNewton(torch.optim.Optimizer):
         if n > MAX_PARAMS:
             raise ValueError(f"{method} keeps a dense {n} x {n} inverse Hessian; it is meant for networks of at most {MAX_PARAMS} "
                              f"parameters (this one has {n}); use lbfgs")
+
+    @staticmethod
+    def _initial(g: torch.Tensor, state: dict) -> torch.Tensor:
+        """A fresh start: H0 = γ·I, γ = min(1, 1/|g|₁), so the first trial step is at most 1 long (as torch's
+        L-BFGS starts); SciPy's search then only has to zoom, not to shrink by orders of magnitude."""
+        state["updates"] = 0
+        state.pop("previous_loss", None)
+        return torch.eye(g.numel(), dtype=g.dtype, device=g.device) * min(1.0, 1.0 / max(float(g.abs().sum()), 1e-300))
 
     def _flat(self, grads: bool) -> torch.Tensor:
         parts = []
@@ -132,14 +142,7 @@ class QuasiNewton(torch.optim.Optimizer):
         if not math.isfinite(f0):
             return loss
         x0, g0 = self._flat(False), self._flat(True)
-        n = x0.numel()
         H = state.get("H")
-        if H is None:
-            H = torch.eye(n, dtype=x0.dtype, device=x0.device)
-        p = -(H @ g0)
-        if not float(p @ g0) < 0:  # not a descent direction (H lost definiteness to round-off): start over
-            H = torch.eye(n, dtype=x0.dtype, device=x0.device)
-            p = -g0
         cache: dict[str, object] = {}
 
         def evaluate(x: np.ndarray) -> tuple[float, np.ndarray]:
@@ -154,12 +157,25 @@ class QuasiNewton(torch.optim.Optimizer):
 
         from scipy.optimize import line_search  # scipy.optimize is slow to import; only quasi-Newton runs need it
 
-        x0_np, p_np = x0.cpu().numpy(), p.cpu().numpy()
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore")  # "the line search did not converge": handled below
-            alpha = line_search(lambda x: evaluate(x)[0], lambda x: evaluate(x)[1], x0_np, p_np, gfk=g0.cpu().numpy(),
-                                old_fval=f0, old_old_fval=state.get("previous_loss"), c1=group["c1"], c2=group["c2"])[0]
-        if alpha is None or not math.isfinite(alpha) or alpha <= 0:
+        x0_np, g0_np = x0.cpu().numpy(), g0.cpu().numpy()
+        fresh = H is None
+        if fresh:
+            H = self._initial(g0, state)
+        while True:
+            p = -(H @ g0)
+            alpha = None
+            if float(p @ g0) < 0:  # else H lost definiteness to round-off
+                p_np = p.cpu().numpy()
+                with warnings.catch_warnings():
+                    warnings.simplefilter("ignore")  # "the line search did not converge": handled here
+                    alpha = line_search(lambda x: evaluate(x)[0], lambda x: evaluate(x)[1], x0_np, p_np, gfk=g0_np,
+                                        old_fval=f0, old_old_fval=state.get("previous_loss"), c1=group["c1"], c2=group["c2"])[0]
+                if alpha is not None and not (math.isfinite(alpha) and alpha > 0):
+                    alpha = None
+            if alpha is not None or fresh:
+                break
+            H, fresh = self._initial(g0, state), True  # one more try from a fresh start
+        if alpha is None:
             self._assign(x0)
             state.clear()
             return loss

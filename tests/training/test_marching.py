@@ -79,6 +79,24 @@ def test_a_marching_run_is_one_run_with_one_results_file(f64, tmp_path):
     assert run.errors["rel_l2"] == pytest.approx(res["attrs"]["rel_l2"])
 
 
+def test_without_transfer_each_window_starts_from_a_fresh_network(f64):
+    problem = Diffusion1D(n_interior=60, n_boundary=20)
+    seen = []
+    for transfer in (True, False):
+        torch.manual_seed(0)
+        net = MLP([2, 5, 1], bounds=([0.0, 0.0], [1.0, 1.0]))
+        trainer = Trainer(steps=3, progress=False, marching={"windows": 2, "transfer": transfer},
+                          callbacks=[lambda step, model: seen.append((transfer, step, model.net.net[0].weight.detach().clone()))])
+        run = solve(problem, net, trainer, seed=5, plots=False)
+        assert len(run.model.windows.nets) == 2
+    start = {t: [w for tt, s, w in seen if tt == t] for t in (True, False)}
+    # window 2's first step starts from window 1's last weights with transfer, from a seed-6 initialisation without
+    torch.manual_seed(6)
+    fresh = MLP([2, 5, 1], bounds=([0.0, 0.0], [1.0, 1.0])).net[0].weight
+    assert not torch.equal(start[False][3], start[True][3])
+    assert float((start[False][3] - fresh).abs().max()) < float((start[True][3] - fresh).abs().max())
+
+
 def test_marching_needs_time_an_initial_value_and_no_hard_constraints_of_its_own():
     trainer = Trainer(steps=2, marching={"windows": 2})
     with pytest.raises(ValueError, match="trainer.marching cuts the time range into windows, and poisson1d has no time input"):
