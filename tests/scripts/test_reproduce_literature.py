@@ -71,7 +71,8 @@ def test_best_published_picks_the_lowest_entry_of_the_family_and_metric(lit):
 
 def test_commands_carry_the_preset_run_dir_threads_and_quick_overrides(lit, monkeypatch):
     monkeypatch.setattr(lit, "QUICK", {"burgers1d": ["trainer.steps=7"], "poisson2d": ["trainer.steps=3", "seed=1"]})
-    base = lambda p: [sys.executable, "-m", "kanpde", f"+experiment={p}_best", f"hydra.run.dir=/o/runs/{p}", "trainer.progress=false"]
+    base = lambda p: [sys.executable, "-m", "kanpde", f"+experiment={p}_best", f"hydra.run.dir=/o/runs/{p}", "trainer.progress=false",
+                      "trainer.resume=never"]
     assert lit.commands(["poisson2d", "burgers1d"], "/o", quick=False, jobs=1) == {"poisson2d": base("poisson2d"), "burgers1d": base("burgers1d")}
     assert lit.commands(["burgers1d"], "/o", quick=False, jobs=3) == {"burgers1d": base("burgers1d") + ["threads=1"]}
     assert lit.commands(["poisson2d"], "/o", quick=True, jobs=1) == {"poisson2d": base("poisson2d") + ["trainer.steps=3", "seed=1"]}
@@ -110,8 +111,8 @@ def test_rows_compare_with_the_published_figures_and_report_failed_and_missing_r
 
 def test_model_mlp_runs_the_same_presets_with_an_mlp_into_their_own_directories(lit, tmp_path):
     cmd = lit.commands(["burgers1d"], "/o", quick=False, jobs=1, model="mlp")["burgers1d"]
-    assert cmd[3:8] == ["+experiment=burgers1d_best", "hydra.run.dir=/o/runs/burgers1d_mlp", "trainer.progress=false",
-                        "model=mlp", "model.width=[2,30,30,30,1]"]
+    assert cmd[3:9] == ["+experiment=burgers1d_best", "hydra.run.dir=/o/runs/burgers1d_mlp", "trainer.progress=false",
+                        "trainer.resume=never", "model=mlp", "model.width=[2,30,30,30,1]"]
     _run(tmp_path, "burgers1d_mlp", 1981, rel_l2=5e-4, mse=1e-7, width=(2, 30, 30, 30, 1), family="mlp")
     row = lit.rows(["burgers1d"], tmp_path, model="mlp")[0]
     assert (row["problem"], row["ours"], row["params"]) == ("burgers1d", 5e-4, 1981)
