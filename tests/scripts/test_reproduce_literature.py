@@ -203,6 +203,24 @@ def test_each_best_preset_builds_within_its_comparisons_size(lit, problem):
             assert net.n_params() <= target.params
 
 
+@pytest.mark.parametrize("problem", ALL)
+def test_each_best_preset_also_composes_with_the_mlp_of_model_mlp(lit, problem):
+    from hydra import compose, initialize_config_dir
+
+    from kanpde.experiment.configs import config_dir
+    from kanpde.experiment.run import build, resolve_embedding, resolve_width
+
+    extra = lit.commands([problem], "/o", quick=True, jobs=1, model="mlp")[problem][7:]
+    with initialize_config_dir(config_dir=str(config_dir()), version_base="1.3"):
+        cfg = compose("config", overrides=[f"+experiment={problem}_best", *extra])
+    plain = OmegaConf.to_container(cfg, resolve=True)
+    problem_obj = build("problem", plain["problem"])
+    model = dict(plain["model"])
+    net = build("model", model | {"width": resolve_width(problem_obj, model["width"]),
+                                  "embedding": resolve_embedding(problem_obj, model.get("embedding"))})
+    assert type(net).__name__ == "MLP" and net.width == lit.MLP_WIDTH[problem]
+
+
 @pytest.mark.slow
 def test_collect_builds_the_tables_from_a_sweep_of_the_presets(lit, tmp_path):
     """The cluster route: a Hydra multirun of the presets laid out as runs/<problem>, then --collect."""
