@@ -131,13 +131,12 @@ def check(problem: Problem, net: nn.Module, trainer: Trainer, activations: bool 
     trainer.check_problem(problem)
     if trainer.config.marches:
         marching.check_problem(problem)
-        ends = marching_ends(problem, trainer)
+        marching_ends(problem, trainer)  # the breaks must tile the problem's time range
         if activations:
             raise ValueError("interpret.activations=true draws one KAN, and a marching run has one per time window; "
                              "set interpret.activations=false")
         if distributed.ranks() > 1:
             raise ValueError("trainer.marching does not run data-parallel yet (torchrun); run it in one process")
-        log.debug(f"time windows {ends}")
     if activations and not isinstance(net, KAN):
         raise ValueError(f"interpret.activations=true draws a KAN's edges, and the model is {type(net).__name__}; set interpret.activations=false")
     if activations and net.embedding.active:

@@ -237,6 +237,12 @@ class TimeDomain(Domain):
         x = self._points_keep_dtype(x)
         return self.space.distance(x[:, :-1])
 
+    @staticmethod
+    def at_time(x: torch.Tensor, t: float) -> torch.Tensor:
+        """The points x: (n, dim) moved to time t (the last coordinate replaced), keeping the graph to the
+        space coordinates: where an initial value or an earlier time window is read."""
+        return torch.cat([x[:, :-1], torch.full_like(x[:, -1:], t)], dim=1)
+
     def time_distance(self, x: torch.Tensor) -> torch.Tensor:
         """(t - t0) / (t1 - t0): 0 on the initial slice, 1 at t1 (u = u0 + time_distance * net);
         keeps x's dtype and device like :meth:`distance`."""

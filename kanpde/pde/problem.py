@@ -196,9 +196,7 @@ class Problem(ABC):
             conds = [c for c in self.conditions if c.name in self.hard_terms and c.output == name]
             pick = next((c for c in conds if isinstance(c, Initial)), conds[0] if conds else None)
             if isinstance(pick, Initial):
-                start = x.clone()
-                start[:, -1] = self.domain.t0
-                cols.append(pick.target(start))
+                cols.append(pick.target(self.domain.at_time(x, self.domain.t0)))
             else:
                 cols.append(pick.target(x) if pick is not None else x.new_zeros(x.shape[0]))
         return torch.stack(cols, dim=1)

@@ -120,7 +120,7 @@ class Marched(nn.Module):
         earlier = Marched(self.problem, WindowNets.of(list(self.windows.nets[:w]), self.windows.ends[: w + 1])) if w else None
 
         def lift(x: torch.Tensor) -> torch.Tensor:
-            start = torch.cat([x[:, :-1], torch.full_like(x[:, -1:], a)], dim=1)
+            start = TimeDomain.at_time(x, a)
             if earlier is not None:
                 return earlier(start)
             return torch.stack([self._initial(o).target(start) for o in self.problem.outputs], dim=1)
@@ -165,7 +165,7 @@ def _rate(model: nn.Module, output: int, t: float):
     """x -> du/dt of ``model``'s output at (x's space part, t): (n,), by autograd, without a graph to the weights."""
     def rate(x: torch.Tensor) -> torch.Tensor:
         with torch.enable_grad():
-            xs = torch.cat([x[:, :-1].detach(), torch.full_like(x[:, -1:], t)], dim=1).requires_grad_(True)
+            xs = TimeDomain.at_time(x.detach(), t).requires_grad_(True)
             u = model(xs)[:, output]
             (g,) = torch.autograd.grad(u.sum(), xs)
         return g[:, -1].detach()

@@ -91,3 +91,14 @@ def test_balance_off_is_plain_training_and_bad_settings_name_the_field(f64):
     problem = Poisson1D(bc="periodic", exact_periodic=True)
     with pytest.raises(ValueError, match=r"trainer.loss.balance=grad_norm balances loss terms, and poisson1d_periodic has only \['pde'\]"):
         Trainer(loss={"balance": "grad_norm"}).check_problem(problem)
+
+
+def test_ntk_draws_a_periodic_conditions_points_as_pairs():
+    from kanpde.training.callbacks.balance import _subsample
+
+    x = torch.arange(40.0).reshape(20, 2)  # rows i and i + 10 are a pair
+    p = _subsample({"x": x}, 6, True, torch.Generator().manual_seed(0))["x"]
+    assert p.shape == (6, 2)
+    torch.testing.assert_close(p[3:] - p[:3], torch.full((3, 2), 20.0))
+    assert _subsample({"x": x}, 6, False, torch.Generator().manual_seed(0))["x"].shape == (6, 2)
+    assert _subsample({"x": x}, 50, True, None)["x"] is x

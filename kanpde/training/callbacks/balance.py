@@ -44,14 +44,8 @@ def ntk_weights(problem: Problem, model: nn.Module, points: Points, params: list
     |r_i| is the square root of the point's squared residual (a system's equations summed), whose
     gradient is ±∂r_i/∂θ for a single equation.
     """
-    chosen: Points = {}
-    for term, p in points.items():
-        n = next(iter(p.values())).shape[0]
-        if n > n_points:
-            idx = torch.randperm(n, generator=generator)[:n_points].to(next(iter(p.values())).device)
-            p = {k: v[idx] for k, v in p.items()}
-        chosen[term] = p
-    chosen = _keep_pairs(problem, points, chosen, n_points, generator)
+    paired = {c.name for c in problem.conditions if isinstance(c, Periodic)}
+    chosen = {t: _subsample(p, n_points, t in paired, generator) for t, p in points.items()}
     squares = problem.pointwise(model, chosen, derivatives)
     traces = {}
     for term, sq in squares.items():
@@ -63,19 +57,17 @@ def ntk_weights(problem: Problem, model: nn.Module, points: Points, params: list
     return _ratios(traces)
 
 
-def _keep_pairs(problem: Problem, points: Points, chosen: Points, n_points: int, generator: torch.Generator | None) -> Points:
-    """A periodic condition's points come as pairs (first half, second half): subsample pairs, not points."""
-    for c in problem.conditions:
-        if isinstance(c, Periodic) and c.name in points:
-            p = points[c.name]
-            half = next(iter(p.values())).shape[0] // 2
-            if half > n_points // 2:
-                idx = torch.randperm(half, generator=generator)[: max(1, n_points // 2)]
-                idx = torch.cat([idx, idx + half]).to(next(iter(p.values())).device)
-                chosen[c.name] = {k: v[idx] for k, v in p.items()}
-            else:
-                chosen[c.name] = p
-    return chosen
+def _subsample(p: dict[str, torch.Tensor], n_points: int, paired: bool, generator: torch.Generator | None) -> dict[str, torch.Tensor]:
+    """Up to ``n_points`` of one term's points, drawn without replacement.  A periodic condition's points
+    come as pairs (first half, second half): those are drawn as pairs."""
+    n = next(iter(p.values())).shape[0]
+    groups, size = (n // 2, max(1, n_points // 2)) if paired else (n, n_points)
+    if groups <= size:
+        return p
+    idx = torch.randperm(groups, generator=generator)[:size]
+    idx = torch.cat([idx, idx + groups]) if paired else idx
+    idx = idx.to(next(iter(p.values())).device)
+    return {k: v[idx] for k, v in p.items()}
 
 
 def _ratios(sizes: dict[str, torch.Tensor]) -> dict[str, float]:
