@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import copy
 from abc import ABC, abstractmethod
+from typing import Callable
 
 import torch
 from torch import nn
@@ -124,6 +125,8 @@ class EdgeLayer(nn.Module, ABC):
         for key, value in self.state_dict().items():
             if key.endswith("_extra_state"):
                 value = {"names": [[value["names"][i][o] for o in outputs.tolist()] for i in inputs.tolist()]}
+            elif key == "knots":  # (in, n_knots): one knot vector per input
+                value = value.index_select(0, inputs.to(value.device))
             else:  # every tensor is (in, ...); coef (in, G + k, out), the symbolic ones (in, out, 4), the rest (in, out)
                 value = value.index_select(0, inputs.to(value.device))
                 if value.dim() >= 2:
@@ -137,6 +140,9 @@ class EdgeLayer(nn.Module, ABC):
         state_dict.setdefault(prefix + "mask", torch.ones(self.in_features, self.out_features))
         if self.symbolic is None and prefix + "symbolic.affine" in state_dict:
             self.symbolic = SymbolicEdges(self.in_features, self.out_features).to(self.coef)
+        if hasattr(self, "knots"):  # B-spline layers: free knots where the saved layer had them, uniform where not
+            saved = state_dict.get(prefix + "knots")
+            self.knots = None if saved is None else torch.empty_like(saved, dtype=self.coef.dtype, device=self.coef.device)
         super()._load_from_state_dict(state_dict, prefix, *args, **kwargs)
 
     @property
@@ -191,14 +197,19 @@ class EdgeLayer(nn.Module, ABC):
     @torch.no_grad()
     def extension_map(self, grid: int) -> torch.Tensor:
         """(in, grid + k, G + k): the linear map :meth:`extend` applies to each input's coefficients,
-        new coef[i] = map[i] @ coef[i] (what carries Adam's moments across a grid extension).
+        new coef[i] = map[i] @ coef[i] (what carries Adam's moments across a grid extension)."""
+        return self.change_map(lambda layer: layer.extend(grid))
 
-        Found by extending a copy whose coefficients are the identity (one output per basis function),
-        so it is exactly the map of whatever fit the basis uses."""
+    @torch.no_grad()
+    def change_map(self, change: Callable[["EdgeLayer"], None]) -> torch.Tensor:
+        """(in, G' + k, G + k): the linear map ``change(layer)`` applies to each input's coefficients.
+
+        Found by changing a copy whose coefficients are the identity (one output per basis function),
+        so it is exactly the map of whatever fit or knot change the basis uses."""
         probe = copy.deepcopy(self)
         eye = torch.eye(self.n_basis, dtype=self.coef.dtype, device=self.coef.device)
         probe.coef = nn.Parameter(eye.expand(self.in_features, -1, -1).clone())
-        probe.extend(grid)
+        change(probe)
         return probe.coef.detach()
 
     def update_range(self, lo: torch.Tensor, hi: torch.Tensor) -> None:

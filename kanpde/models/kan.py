@@ -9,7 +9,7 @@ same number of parameters (``basis``).
 from __future__ import annotations
 
 from math import factorial
-from typing import Any, Sequence
+from typing import Any, Callable, Sequence
 
 import torch
 from torch import nn
@@ -24,6 +24,8 @@ from kanpde.models.basis import (bspline_cells, cell_polynomials, falling_factor
 from kanpde.models.chebyshev import ChebyshevKANLayer
 from kanpde.models.edge import EdgeLayer
 from kanpde.models.embedding import embedding_from
+from kanpde.models.knots import (check_knots, cover, extend_knots, insert_knots, interior, knot_basis,
+                                 knot_cell_polynomials, knot_cells, subdivision, uniform_knots)
 from kanpde.models.normalize import BoxNormalizer
 from kanpde.models.rbf import RBFKANLayer
 
@@ -40,10 +42,9 @@ class _EdgeDerivatives(torch.autograd.Function):
     """
 
     @staticmethod
-    def forward(ctx, h, Q, lo, step, G: int, k: int, order: int):  # type: ignore[override]
-        cell, t = bspline_cells(h, lo, step, G, k)
-        xi = (t * step).unsqueeze(-1)  # (batch, in, 1)
-        rows = cell + (G + 2 * k + 1) * torch.arange(h.shape[1], device=h.device)
+    def forward(ctx, h, Q, cell, xi, k: int, order: int):  # type: ignore[override]
+        xi = xi.unsqueeze(-1)  # (batch, in, 1)
+        rows = cell + (Q.shape[0] // h.shape[1]) * torch.arange(h.shape[1], device=h.device)
         # each point's cell coefficients: one row per (point, input) gathered (measured fastest), then
         # a strided view per feature: c[f] is (batch, in, out)
         c = Q.index_select(0, rows.flatten()).view(*rows.shape, k + 2, -1).unbind(2)
@@ -97,7 +98,7 @@ class _EdgeDerivatives(torch.autograd.Function):
             else:
                 sums = [torch.bincount(slot, weights=per_point[f].flatten(), minlength=n_rows * n_out) for f in range(n_feat)]
             dQ = torch.stack([v.view(n_rows, n_out) for v in sums], dim=1).view(ctx.Q_shape).to(per_point.dtype)
-        return dh, dQ, None, None, None, None, None
+        return dh, dQ, None, None, None, None
 
 
 def _input_jet(W: torch.Tensor, A: torch.Tensor, *mats: torch.Tensor) -> tuple[torch.Tensor, ...]:
@@ -139,6 +140,12 @@ class _InputJet(torch.autograd.Function):
 class KANLayer(EdgeLayer):
     """One KAN layer of ``in_features * out_features`` learnable activation functions: B-spline edges.
 
+    The knots are uniform (``grid_lo``, ``grid_h``: the fast default) until a knot operation
+    (:meth:`insert_knots`, :meth:`cover`, :meth:`move_knots`, :mod:`.knots`) makes them free: then
+    ``knots`` (in, G + 2k + 1) holds each input's knot vector, shared by the input's ``out_features``
+    edges, so that one cell lookup per point and input serves all of them (as on a uniform grid) and
+    the per-cell polynomial tables and the CPU kernel keep their layout.
+
     Args:
         in_features, out_features: layer widths.
         grid: G, number of grid intervals on each input's range.
@@ -147,6 +154,8 @@ class KANLayer(EdgeLayer):
         init_scale: standard deviation of the initial spline coefficients.
     """
 
+    knots: torch.Tensor | None
+
     def __init__(self, in_features: int, out_features: int, grid: int = 5, k: int = 3,
                  grid_range: tuple[float, float] = (-1.0, 1.0), init_scale: float = 0.1) -> None:
         super().__init__(in_features, out_features, grid, k, grid_range, init_scale)
@@ -154,13 +163,31 @@ class KANLayer(EdgeLayer):
         dtype = self.coef.dtype
         self.register_buffer("grid_lo", torch.full((in_features,), lo, dtype=dtype))
         self.register_buffer("grid_h", torch.full((in_features,), (hi - lo) / grid, dtype=dtype))
+        self.register_buffer("knots", None)
+
+    @property
+    def uniform(self) -> bool:
+        """Whether the knots are the uniform grid ``grid_lo + j·grid_h`` (no ``knots`` buffer)."""
+        return self.knots is None
+
+    def locate(self, h: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """h: (batch, in) -> each point's cell (batch, in) int64 (G + 2k: outside the knots) and its
+        offset xi (batch, in) from the cell's left knot, differentiable in h."""
+        if self.knots is None:
+            cell, t = bspline_cells(h, self.grid_lo, self.grid_h, self.grid, self.k)
+            return cell, t * self.grid_h
+        return knot_cells(h, self.knots)
 
     def basis(self, x: torch.Tensor) -> torch.Tensor:
         """x: (batch, in) -> (batch, in, G + k) B-spline basis values."""
+        if self.knots is not None:
+            return knot_basis(x, self.knots, self.k)
         return uniform_bspline_basis(x, self.grid_lo, self.grid_h, self.grid, self.k)
 
     def forward_numeric(self, x: torch.Tensor) -> torch.Tensor:
         """x: (batch, in) -> (batch, out)."""
+        if self.knots is not None:  # per-cell polynomials: no dense basis on non-uniform knots
+            return self.edge_derivatives(x, 0)[0].sum(1)
         base, sp = self.scales()
         B = padded_bspline_basis(x, self.grid_lo, self.grid_h, self.grid, self.k).flatten(1)
         W = pad_coefficients(self.coef * sp.unsqueeze(1), self.k).flatten(0, 1)
@@ -177,11 +204,11 @@ class KANLayer(EdgeLayer):
         the result with respect to ``h`` can themselves be differentiated (higher-order partials).
         """
         Q = self.cell_coefficients()
+        cell, xi = self.locate(h)
         if not graph_to_input:
             Q = Q.flatten(0, 1).flatten(1)  # (in*(G+2k+1), (k+2)*out): one row per (input, cell)
-            return _EdgeDerivatives.apply(h, Q, self.grid_lo, self.grid_h, self.grid, self.k, order)
-        cell, t = bspline_cells(h, self.grid_lo, self.grid_h, self.grid, self.k)
-        X = torch.cat([power_derivatives(t * self.grid_h, self.k, order),
+            return _EdgeDerivatives.apply(h, Q, cell, xi.detach(), self.k, order)
+        X = torch.cat([power_derivatives(xi, self.k, order),
                        silu_derivatives(h, order).unsqueeze(-1)], dim=-1)
         return (X @ Q.flatten(0, 1)[cell + Q.shape[1] * torch.arange(self.in_features, device=h.device)]).unbind(2)
 
@@ -190,8 +217,11 @@ class KANLayer(EdgeLayer):
         sum_p Q[i, c, p, o] · xi**p + Q[i, c, k+1, o] · silu(h), xi the offset from the cell's left knot.
         The last cell (outside the grid) has only the silu term.  Differentiable in the parameters."""
         base, sp = self.scales()
-        P = cell_polynomials(self.coef * sp.unsqueeze(1), self.k)  # (in, G+2k+1, k+1, out), in powers of t
-        P = P * self.grid_h[:, None, None, None] ** -torch.arange(self.k + 1, device=P.device, dtype=P.dtype)[:, None]  # powers of xi = t·h
+        if self.knots is not None:
+            P = knot_cell_polynomials(self.coef * sp.unsqueeze(1), self.knots, self.k)  # in powers of xi already
+        else:
+            P = cell_polynomials(self.coef * sp.unsqueeze(1), self.k)  # (in, G+2k+1, k+1, out), in powers of t
+            P = P * self.grid_h[:, None, None, None] ** -torch.arange(self.k + 1, device=P.device, dtype=P.dtype)[:, None]  # powers of xi = t·h
         return torch.cat([P, base[:, None, None, :].expand(-1, P.shape[1], 1, -1)], dim=2)  # silu's scale as one more row
 
     def forward_jet(self, jet: Jet, graph_to_input: bool = False) -> Jet:
@@ -207,7 +237,7 @@ class KANLayer(EdgeLayer):
         F = jet.first.transpose(1, 2).expand(-1, -1, jet.value.shape[0])
         S = None if jet.second is None else jet.second.transpose(1, 2)
         value, first, second = native.LayerJet.apply(jet.value.t(), F, S, self.cell_coefficients(),
-                                                     self.grid_lo, self.grid_h, self.k, jet.pairs)
+                                                     self.grid_lo, self.grid_h, self.knots, self.k, jet.pairs)
         return Jet(value.t(), first.transpose(1, 2), second.transpose(1, 2) if jet.pairs else None, jet.pairs)
 
     def input_jet(self, jet: Jet, graph_to_input: bool = False) -> Jet:
@@ -220,7 +250,7 @@ class KANLayer(EdgeLayer):
         """
         J = jet.first[:, 0]  # (dim, in)
         JJ = jet.first_products()[:, 0] if jet.pairs else None
-        if (self.symbolic is not None and self.symbolic.groups) or J.requires_grad:
+        if (self.symbolic is not None and self.symbolic.groups) or J.requires_grad or self.knots is not None:
             return super().input_jet(jet, graph_to_input)
         base, sp = self.scales()
         h = jet.value
@@ -234,8 +264,84 @@ class KANLayer(EdgeLayer):
         return Jet(parts[0], parts[1], parts[2] if jet.pairs else None, jet.pairs)
 
     def grid_ranges(self) -> tuple[torch.Tensor, torch.Tensor]:
-        """(in,) left and right ends of each input's grid."""
+        """(in,) left and right ends of each input's grid (where its B-splines sum to one)."""
+        if self.knots is not None:
+            return interior(self.knots, self.k)
         return self.grid_lo, self.grid_lo + self.grid * self.grid_h
+
+    def knot_vector(self) -> torch.Tensor:
+        """(in, G + 2k + 1) each input's knots, padding included (the uniform grid's where the knots are uniform)."""
+        if self.knots is not None:
+            return self.knots
+        return uniform_knots(self.grid_lo, self.grid_h, self.grid, self.k)
+
+    @torch.no_grad()
+    def set_knots(self, knots: torch.Tensor, coef: torch.Tensor) -> None:
+        """Take the knot vectors ``knots`` (in, G' + 2k + 1) and coefficients ``coef`` (in, G' + k, out):
+        the layer becomes non-uniform with G' intervals.  A new coefficient parameter: rebuild the optimiser."""
+        knots = check_knots("knots", knots.to(self.coef), self.k)
+        if knots.shape[0] != self.in_features or coef.shape[:2] != (self.in_features, knots.shape[1] - self.k - 1):
+            raise ValueError(f"set_knots: knots {tuple(knots.shape)} and coef {tuple(coef.shape)} do not fit a layer of "
+                             f"{self.in_features} inputs at degree {self.k}")
+        self.grid = knots.shape[1] - 2 * self.k - 1
+        self.knots = knots.contiguous()
+        lo, hi = interior(knots, self.k)
+        self.grid_lo.copy_(lo)
+        self.grid_h.copy_((hi - lo) / self.grid)  # the mean spacing: kept for what reads a uniform grid's spacing
+        self.coef = nn.Parameter(coef.to(self.coef).contiguous())
+
+    @torch.no_grad()
+    def insert_knots(self, new: torch.Tensor) -> None:
+        """Insert the knots ``new`` (in, m), m per input, keeping every edge exactly (Boehm's algorithm)."""
+        knots, coef = insert_knots(self.knot_vector().to(torch.float64), self.coef.to(torch.float64),
+                                   new.to(torch.float64), self.k)
+        self.set_knots(knots, coef)
+
+    @torch.no_grad()
+    def refine_to(self, knots: torch.Tensor) -> None:
+        """Move to knot vectors ``knots`` (in, n') that contain every current knot, keeping each edge exactly on
+        the whole line: knots beyond the ends add B-splines with zero coefficients, knots inside are inserted."""
+        f64 = torch.float64
+        old, new = self.knot_vector().to(f64), check_knots("knots", knots.to(f64), self.k)
+        if new.shape[0] != self.in_features:
+            raise ValueError(f"refine_to: knots {tuple(new.shape)} must have one row per input ({self.in_features})")
+        rows, coefs = [], []
+        for i in range(self.in_features):
+            t, row, c = old[i : i + 1], new[i], self.coef[i : i + 1].to(f64)
+            if not bool(torch.isin(t[0], row).all()):
+                raise ValueError(f"refine_to: the new knots of input {i} drop some of its knots; use move_knots to remove knots")
+            left, right = row[row < t[0, 0]], row[row > t[0, -1]]
+            inner = row[(row > t[0, 0]) & (row < t[0, -1]) & ~torch.isin(row, t[0])]
+            t, c = extend_knots(t, c, left.unsqueeze(0), right.unsqueeze(0))
+            t, c = insert_knots(t, c, inner.unsqueeze(0), self.k)
+            rows.append(t[0])
+            coefs.append(c[0])
+        self.set_knots(torch.stack(rows), torch.stack(coefs))
+
+    @torch.no_grad()
+    def move_knots(self, knots: torch.Tensor, n_fit: int | None = None) -> None:
+        """Move to the knot vectors ``knots`` (in, n'), keeping each edge as far as the new splines allow: a
+        least-squares fit on samples inside every old and new cell (exact where the new knots contain the old)."""
+        f64 = torch.float64
+        new = check_knots("knots", knots.to(f64), self.k)
+        old = self.knot_vector().to(f64)
+        per_cell = n_fit or 2 * (self.k + 1)
+        frac = (torch.arange(per_cell, dtype=f64, device=new.device) + 0.5) / per_cell
+        z = torch.cat([(kv[:, :-1, None] + kv.diff(dim=1)[..., None] * frac).flatten(1) for kv in (old, new)], dim=1).t()
+        values = torch.einsum("bim,imo->bio", knot_basis(z, old, self.k), self.coef.to(f64))  # (n_fit, in, out)
+        A = knot_basis(z, new, self.k).transpose(0, 1)  # (in, n_fit, n' - k - 1)
+        coef = torch.linalg.lstsq(A.cpu(), values.transpose(0, 1).cpu(), driver="gelsd").solution
+        self.set_knots(new, coef.to(new.device))
+
+    def extend(self, grid: int) -> None:
+        """Grid extension to ``grid`` intervals.  Uniform knots: the least-squares refit of :meth:`refit` (exact
+        inside the range for a multiple of G, not on the padding).  Free knots: knots inserted (exact on the
+        whole line), each interior cell split into ``grid // G`` equal parts, then the longest cells halved
+        until ``grid`` is reached."""
+        grid = checks.positive_int("grid", grid)
+        if self.knots is None or grid <= self.grid:
+            return self.refit(grid)
+        self.insert_knots(subdivision(self.knots, self.k, grid - self.grid))
 
     @torch.no_grad()
     def refit(self, grid: int, lo: torch.Tensor | None = None, hi: torch.Tensor | None = None, n_fit: int | None = None) -> None:
@@ -255,15 +361,14 @@ class KANLayer(EdgeLayer):
         f64 = torch.float64
         s = torch.linspace(0.0, 1.0, n_fit, dtype=f64, device=lo.device)
         z = lo.to(f64) + s[:, None] * (hi - lo).to(f64)  # (n_fit, in)
-        old = torch.einsum(
-            "bim,imo->bio",
-            uniform_bspline_basis(z, self.grid_lo.to(f64), self.grid_h.to(f64), self.grid, self.k),
-            self.coef.to(f64),
-        )  # (n_fit, in, out)
+        old_basis = (knot_basis(z, self.knots.to(f64), self.k) if self.knots is not None
+                     else uniform_bspline_basis(z, self.grid_lo.to(f64), self.grid_h.to(f64), self.grid, self.k))
+        old = torch.einsum("bim,imo->bio", old_basis, self.coef.to(f64))  # (n_fit, in, out)
         new_h = (hi - lo).to(f64) / grid
         A = uniform_bspline_basis(z, lo.to(f64), new_h, grid, self.k).transpose(0, 1)  # (in, n_fit, G'+k)
         coef = torch.linalg.lstsq(A.cpu(), old.transpose(0, 1).cpu(), driver="gelsd").solution  # (in, G'+k, out)
         self.grid = grid
+        self.knots = None  # uniform again
         self.grid_lo.copy_(lo)
         self.grid_h.copy_(new_h.to(self.grid_h.dtype))
         # lstsq returns column-major results: keep the parameter contiguous (L-BFGS views its gradient flat)
@@ -377,11 +482,76 @@ class KAN(nn.Module):
             layer.extend(grid)
 
     def extension_is_exact(self, old: int, new: int) -> bool:
-        """Whether :meth:`extend_grid` from ``old`` to ``new`` keeps the function exactly: for B-splines a
-        refinement (``new`` a multiple of ``old``), for Chebyshev any larger grid, for RBF never."""
-        if self.basis == "chebyshev":
+        """Whether :meth:`extend_grid` from ``old`` to ``new`` keeps the function exactly: for B-splines on free
+        knots any larger grid (knots are inserted), on uniform grids a refinement (``new`` a multiple of
+        ``old``; exact inside the ranges), for Chebyshev any larger grid, for RBF never."""
+        if self.basis == "chebyshev" or self.free_knots:
             return new >= old
         return self.basis == "bspline" and new % old == 0
+
+    @property
+    def free_knots(self) -> bool:
+        """Whether any layer has non-uniform (free) knots."""
+        return any(getattr(layer, "knots", None) is not None for layer in self.layers)
+
+    def _check_knots(self) -> None:
+        if self.basis != "bspline":
+            raise ValueError(f"knots: only B-spline edges have knots, this KAN has basis={self.basis}")
+
+    @torch.no_grad()
+    def use_free_knots(self) -> None:
+        """Make every layer's knots free (the same knots and functions, now changeable one by one)."""
+        self._check_knots()
+        for layer in self.layers:
+            if layer.knots is None:
+                layer.set_knots(layer.knot_vector().clone(), layer.coef.detach().clone())
+
+    @torch.no_grad()
+    def knot_plan(self, grid: int, x: torch.Tensor | None = None, margin: float = 0.05,
+                  place: Callable[[int, int, torch.Tensor, int], torch.Tensor] | None = None) -> list[torch.Tensor]:
+        """Knot vectors, one (in, G' + 2k + 1) per layer, that contain the current knots and bring every layer
+        to G' = ``grid`` intervals (more, if covering the inputs needs more).
+
+        With samples ``x`` (batch, width[0]), each hidden layer's knots first grow beyond its ends so
+        that the interior covers the inputs it sees, widened by ``margin`` of their spread (the first
+        layer sees the normalised domain, inside its range by construction).  Each input then gets
+        its remaining knots where ``place(layer, input, knots, count)`` puts them (default: an even
+        subdivision of the interior, :func:`kanpde.models.knots.subdivision`).
+        """
+        self._check_knots()
+        k = self.k
+        seen = self.layer_inputs(x) if x is not None else None
+        rows: list[list[torch.Tensor]] = []
+        for l, layer in enumerate(self.layers):
+            knots = layer.knot_vector()
+            layer_rows = []
+            for i in range(layer.in_features):
+                row = knots[i]
+                if seen is not None and l > 0:
+                    h = seen[l][:, i]
+                    lo, hi = float(h.min()), float(h.max())
+                    pad = margin * max(hi - lo, 1e-3)
+                    row = cover(row, lo - pad, hi + pad, k)
+                layer_rows.append(row)
+            rows.append(layer_rows)
+        target = max(grid, *(len(r) - 2 * k - 1 for layer_rows in rows for r in layer_rows))
+        plan = []
+        for l, layer_rows in enumerate(rows):
+            done = []
+            for i, row in enumerate(layer_rows):
+                count = target - (len(row) - 2 * k - 1)
+                if count:
+                    new = place(l, i, row, count) if place is not None else subdivision(row.unsqueeze(0), k, count)[0]
+                    row = torch.sort(torch.cat([row, new.to(row)])).values
+                done.append(row)
+            plan.append(torch.stack(done))
+        return plan
+
+    @torch.no_grad()
+    def refine_knots(self, plan: Sequence[torch.Tensor]) -> None:
+        """Move every layer to the knots of ``plan`` (from :meth:`knot_plan`), keeping the function exactly."""
+        for layer, knots in zip(self.layers, plan):
+            layer.refine_to(knots)
 
     @torch.no_grad()
     def update_grid(self, x: torch.Tensor, margin: float = 0.01) -> None:

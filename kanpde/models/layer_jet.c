@@ -13,7 +13,8 @@
  *
  * Layouts (row-major, contiguous, batch last so that the loops over points vectorise):
  * h, sg (in, N) the inputs and their sigmoid (torch computes it); F (D, in, N); S (P, in, N) or
- * NULL; Q (in, cells + 1, k + 2, out); value (out, N); first (D, out, N); second (P, out, N).
+ * NULL; Q (in, cells + 1, k + 2, out); value (out, N); first (D, out, N); second (P, out, N);
+ * knots (in, cells + 1) the knot vectors of a non-uniform layer, or NULL on uniform grids (lo, step).
  * Both split the points over n_threads OpenMP threads when compiled with -fopenmp (loaded into a
  * process that has imported torch, the library then shares torch's OpenMP runtime and threads);
  * the backward accumulates dQ into one buffer per thread, (n_threads, in, cells + 1, k + 2, out),
@@ -36,18 +37,35 @@ typedef int64_t idx;
 #define CLONES
 #endif
 
-/* cell (n_cells: outside) and offset xi, and silu's derivatives s[d] from the sigmoid sg, for a block */
-static inline void prepare(idx n, const REAL *restrict h, const REAL *restrict sg, REAL lo, REAL step, idx k, idx n_cells,
+/* cell (n_cells: outside) and offset xi, and silu's derivatives s[d] from the sigmoid sg, for a block.
+ * On a uniform grid (t NULL) the cell is found by a division; on non-uniform knots t (n_cells + 1 of
+ * them, increasing) by a binary search for the last knot t_c <= h, as torch.searchsorted does. */
+static inline void prepare(idx n, const REAL *restrict h, const REAL *restrict sg, REAL lo, REAL step,
+                           const REAL *restrict t, idx k, idx n_cells,
                            int *restrict cell, REAL *restrict xi, REAL *restrict s0, REAL *restrict s1,
                            REAL *restrict s2, REAL *restrict s3) {
-    REAL left = lo - (REAL)k * step, top = (REAL)n_cells;
-    for (idx b = 0; b < n; ++b) {
-        REAL u = (h[b] - left) / step;
-        int inside = u >= 0 && u < top;
-        REAL uc = inside ? u : 0;
-        int c = (int)uc;
-        cell[b] = inside ? c : (int)n_cells;
-        xi[b] = (uc - (REAL)c) * step;
+    if (t) {
+        for (idx b = 0; b < n; ++b) {
+            REAL x = h[b];
+            int inside = x >= t[0] && x < t[n_cells];
+            idx a = 0, z = n_cells; /* t[a] <= x < t[z] */
+            while (inside && z - a > 1) {
+                idx m = (a + z) / 2;
+                if (t[m] <= x) a = m; else z = m;
+            }
+            cell[b] = inside ? (int)a : (int)n_cells;
+            xi[b] = inside ? x - t[a] : 0;
+        }
+    } else {
+        REAL left = lo - (REAL)k * step, top = (REAL)n_cells;
+        for (idx b = 0; b < n; ++b) {
+            REAL u = (h[b] - left) / step;
+            int inside = u >= 0 && u < top;
+            REAL uc = inside ? u : 0;
+            int c = (int)uc;
+            cell[b] = inside ? c : (int)n_cells;
+            xi[b] = (uc - (REAL)c) * step;
+        }
     }
     for (idx b = 0; b < n; ++b) {
         REAL g = sg[b], x = h[b], ds = g * (1 - g);
@@ -99,7 +117,7 @@ static inline void horner(idx n, idx top, const REAL *restrict Qi, idx cell_size
 
 CLONES
 static void forward_range(idx n_points, idx n_in, idx n_out, idx k, idx n_cells, idx n_dim, idx n_pairs,
-                          const idx *pair_a, const idx *pair_b, const REAL *lo, const REAL *step,
+                          const idx *pair_a, const idx *pair_b, const REAL *lo, const REAL *step, const REAL *knots,
                           const REAL *restrict h, const REAL *restrict sg, const REAL *restrict F, const REAL *restrict S,
                           const REAL *restrict Q, REAL *restrict value, REAL *restrict first, REAL *restrict second,
                           idx b0, idx b1) {
@@ -118,7 +136,7 @@ static void forward_range(idx n_points, idx n_in, idx n_out, idx k, idx n_cells,
                 for (idx b = 0; b < n; ++b) second[(p * n_out + o) * N + start + b] = 0;
         }
         for (idx i = 0; i < n_in; ++i) {
-            prepare(n, h + i * N + start, sg + i * N + start, lo[i], step[i], k, n_cells, cell, xi, s0, s1, s2, 0);
+            prepare(n, h + i * N + start, sg + i * N + start, lo[i], step[i], knots ? knots + i * (n_cells + 1) : 0, k, n_cells, cell, xi, s0, s1, s2, 0);
             for (idx p = 0; p < n_pairs; ++p) {
                 const REAL *fa = F + (pair_a[p] * n_in + i) * N + start, *fb = F + (pair_b[p] * n_in + i) * N + start;
                 for (idx b = 0; b < n; ++b) ff[p][b] = fa[b] * fb[b];
@@ -149,7 +167,7 @@ static void forward_range(idx n_points, idx n_in, idx n_out, idx k, idx n_cells,
 
 CLONES
 static void backward_range(idx n_points, idx n_in, idx n_out, idx k, idx n_cells, idx n_dim, idx n_pairs,
-                           const idx *pair_a, const idx *pair_b, const REAL *lo, const REAL *step,
+                           const idx *pair_a, const idx *pair_b, const REAL *lo, const REAL *step, const REAL *knots,
                            const REAL *restrict h, const REAL *restrict sg, const REAL *restrict F, const REAL *restrict S,
                            const REAL *restrict Q, const REAL *restrict gv, const REAL *restrict gF, const REAL *restrict gS,
                            REAL *restrict dQ, REAL *restrict dh, REAL *restrict dF, REAL *restrict dS, idx b0, idx b1) {
@@ -162,7 +180,7 @@ static void backward_range(idx n_points, idx n_in, idx n_out, idx k, idx n_cells
     for (idx start = b0; start < b1; start += BLOCK) {
         idx n = b1 - start < BLOCK ? b1 - start : BLOCK;
         for (idx i = 0; i < n_in; ++i) {
-            prepare(n, h + i * N + start, sg + i * N + start, lo[i], step[i], k, n_cells, cell, xi, s0, s1, s2, s3);
+            prepare(n, h + i * N + start, sg + i * N + start, lo[i], step[i], knots ? knots + i * (n_cells + 1) : 0, k, n_cells, cell, xi, s0, s1, s2, s3);
             for (idx p = 0; p < n_pairs; ++p) {
                 const REAL *fa = F + (pair_a[p] * n_in + i) * N + start, *fb = F + (pair_b[p] * n_in + i) * N + start;
                 for (idx b = 0; b < n; ++b) ff[p][b] = fa[b] * fb[b];
@@ -239,7 +257,7 @@ static idx threads_for(idx n_points, idx n_threads) {
 }
 
 void layer_jet_forward(idx n_points, idx n_in, idx n_out, idx k, idx n_cells, idx n_dim, idx n_pairs,
-                       const idx *pair_a, const idx *pair_b, const REAL *lo, const REAL *step,
+                       const idx *pair_a, const idx *pair_b, const REAL *lo, const REAL *step, const REAL *knots,
                        const REAL *h, const REAL *sg, const REAL *F, const REAL *S, const REAL *Q,
                        REAL *value, REAL *first, REAL *second, idx n_threads) {
     idx T = threads_for(n_points, n_threads);
@@ -247,7 +265,7 @@ void layer_jet_forward(idx n_points, idx n_in, idx n_out, idx k, idx n_cells, id
 #pragma omp parallel for num_threads(T) schedule(static)
 #endif
     for (idx j = 0; j < T; ++j)
-        forward_range(n_points, n_in, n_out, k, n_cells, n_dim, n_pairs, pair_a, pair_b, lo, step, h, sg, F, S, Q,
+        forward_range(n_points, n_in, n_out, k, n_cells, n_dim, n_pairs, pair_a, pair_b, lo, step, knots, h, sg, F, S, Q,
                       value, first, second, n_points * j / T, n_points * (j + 1) / T);
 }
 
@@ -255,7 +273,7 @@ void layer_jet_forward(idx n_points, idx n_in, idx n_out, idx k, idx n_cells, id
  * dQ (n_threads buffers) is accumulated into; dh, dF and dS (the input jet's gradients) are
  * written when dh is not NULL (dS only when S is not NULL). */
 void layer_jet_backward(idx n_points, idx n_in, idx n_out, idx k, idx n_cells, idx n_dim, idx n_pairs,
-                        const idx *pair_a, const idx *pair_b, const REAL *lo, const REAL *step,
+                        const idx *pair_a, const idx *pair_b, const REAL *lo, const REAL *step, const REAL *knots,
                         const REAL *h, const REAL *sg, const REAL *F, const REAL *S, const REAL *Q,
                         const REAL *gv, const REAL *gF, const REAL *gS,
                         REAL *dQ, REAL *dh, REAL *dF, REAL *dS, idx n_threads) {
@@ -264,6 +282,6 @@ void layer_jet_backward(idx n_points, idx n_in, idx n_out, idx k, idx n_cells, i
 #pragma omp parallel for num_threads(T) schedule(static)
 #endif
     for (idx j = 0; j < T; ++j)
-        backward_range(n_points, n_in, n_out, k, n_cells, n_dim, n_pairs, pair_a, pair_b, lo, step, h, sg, F, S, Q,
+        backward_range(n_points, n_in, n_out, k, n_cells, n_dim, n_pairs, pair_a, pair_b, lo, step, knots, h, sg, F, S, Q,
                        gv, gF, gS, dQ + j * q_size, dh, dF, dS, n_points * j / T, n_points * (j + 1) / T);
 }

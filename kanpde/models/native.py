@@ -129,8 +129,8 @@ def _load(dtype: torch.dtype) -> ctypes.CDLL | None:
                 errors.append(str(err))
                 continue
             n, p = ctypes.c_int64, ctypes.c_void_p
-            lib.layer_jet_forward.argtypes = [n] * 7 + [p] * 12 + [n]
-            lib.layer_jet_backward.argtypes = [n] * 7 + [p] * 16 + [n]
+            lib.layer_jet_forward.argtypes = [n] * 7 + [p] * 13 + [n]
+            lib.layer_jet_backward.argtypes = [n] * 7 + [p] * 17 + [n]
             lib.layer_jet_forward.restype = lib.layer_jet_backward.restype = None
             return lib
     warnings.warn(f"kanpde: could not build the KAN layer kernel {SOURCE.name} ({errors[0]}); KAN layers use torch "
@@ -178,12 +178,12 @@ class LayerJet(torch.autograd.Function):
 
     Inputs: h (in, batch), F (dim, in, batch), S (pairs, in, batch) or None, Q (in, cells + 1, k + 2, out)
     the cell polynomials (:meth:`kanpde.models.kan.KANLayer.cell_coefficients`), lo and step (in,) the
-    grids, k, and the carried pairs.  Outputs the value (out, batch), first (dim, out, batch) and
+    grids, knots (in, cells + 1) the knot vectors of a non-uniform layer or None, k, and the carried pairs.  Outputs the value (out, batch), first (dim, out, batch) and
     second (pairs, out, batch) partials; second is empty when no pairs are carried.
     """
 
     @staticmethod
-    def forward(ctx, h, F, S, Q, lo, step, k: int, pairs: tuple[tuple[int, int], ...]):  # type: ignore[override]
+    def forward(ctx, h, F, S, Q, lo, step, knots, k: int, pairs: tuple[tuple[int, int], ...]):  # type: ignore[override]
         if k > MAX_K:
             raise ValueError(f"the KAN layer kernel takes spline degrees up to {MAX_K}, got k={k}")
         lib = library(h.dtype)
@@ -192,6 +192,7 @@ class LayerJet(torch.autograd.Function):
         h, F, Q = h.contiguous(), F.contiguous(), Q.contiguous()
         S = None if S is None else S.contiguous()
         lo, step = lo.to(h.dtype).contiguous(), step.to(h.dtype).contiguous()
+        knots = None if knots is None else knots.to(h.dtype).contiguous()
         sg = torch.sigmoid(h)  # torch's vectorised exp; the kernel derives silu's derivatives from it
         (n_in, n_batch), n_dim = h.shape, F.shape[0]
         n_cells, n_out = Q.shape[1] - 1, Q.shape[3]
@@ -200,16 +201,16 @@ class LayerJet(torch.autograd.Function):
         first = h.new_empty(n_dim, n_out, n_batch)
         second = h.new_empty(len(pairs), n_out, n_batch)
         head = (n_batch, n_in, n_out, k, n_cells, n_dim, len(pairs), _ptr(pa), _ptr(pb), _ptr(lo), _ptr(step),
-                _ptr(h), _ptr(sg), _ptr(F), _ptr(S), _ptr(Q))
+                _ptr(knots), _ptr(h), _ptr(sg), _ptr(F), _ptr(S), _ptr(Q))
         lib.layer_jet_forward(*head, _ptr(value), _ptr(first), _ptr(second), torch.get_num_threads())
-        ctx.save_for_backward(h, sg, F, S, Q, lo, step)
+        ctx.save_for_backward(h, sg, F, S, Q, lo, step, knots)
         ctx.k, ctx.pairs, ctx.lib = k, pairs, lib  # the backward uses the same library, whatever is switched by then
         return value, first, second
 
     @staticmethod
     @once_differentiable
     def backward(ctx, g_value, g_first, g_second):  # type: ignore[override]
-        h, sg, F, S, Q, lo, step = ctx.saved_tensors
+        h, sg, F, S, Q, lo, step, knots = ctx.saved_tensors
         lib = ctx.lib
         (n_in, n_batch), n_dim = h.shape, F.shape[0]
         n_cells, n_out = Q.shape[1] - 1, Q.shape[3]
@@ -222,6 +223,6 @@ class LayerJet(torch.autograd.Function):
         n_threads = torch.get_num_threads()
         dQ = Q.new_zeros(n_threads, *Q.shape)  # one accumulator per thread
         head = (n_batch, n_in, n_out, ctx.k, n_cells, n_dim, len(ctx.pairs), _ptr(pa), _ptr(pb), _ptr(lo), _ptr(step),
-                _ptr(h), _ptr(sg), _ptr(F), _ptr(S), _ptr(Q), *map(_ptr, grads))
+                _ptr(knots), _ptr(h), _ptr(sg), _ptr(F), _ptr(S), _ptr(Q), *map(_ptr, grads))
         lib.layer_jet_backward(*head, _ptr(dQ), _ptr(dh), _ptr(dF), _ptr(dS), n_threads)
-        return dh, dF, dS, dQ.sum(0), None, None, None, None
+        return dh, dF, dS, dQ.sum(0), None, None, None, None, None

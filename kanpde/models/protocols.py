@@ -24,7 +24,7 @@ class GridModel(Protocol):
 
     grid: int
     basis: str
-    layers: Sequence[nn.Module]  # each with ``coef`` and ``extension_map(grid)``
+    layers: Sequence[nn.Module]  # each with ``coef``, ``extension_map(grid)`` and ``change_map(change)``
 
     def extend_grid(self, grid: int) -> None: ...
 

@@ -23,9 +23,28 @@ OPTIMIZERS = ("adam", *SECOND_ORDER, *(f"adam_{m}" for m in SECOND_ORDER))
 @dataclass
 class GridExtensionConfig:
     """KAN grid extension: at step ``at[i]`` a grid coarser than ``grids[i]`` becomes ``grids[i]``;
-    steps at or past ``trainer.steps`` are skipped (with a note)."""
+    steps at or past ``trainer.steps`` are skipped (with a note).  ``method``: ``refit`` (a uniform grid,
+    least squares: exact inside the ranges for a multiple of the grid) or ``insert`` (free knots inserted:
+    exact on the whole line, so the loss does not move)."""
     at: List[int] = field(default_factory=list)
     grids: List[int] = field(default_factory=list)
+    method: str = "refit"
+
+
+@dataclass
+class KnotsConfig:
+    """Adaptive knots (:mod:`kanpde.training.callbacks.knots`): every ``every`` steps, ``method`` (none | insert |
+    move | density) by ``indicator`` (residual | input | curvature).  ``insert``: knots added (or, for move,
+    moved) per input each time, up to ``budget`` parameters (0: no limit); ``follow``: hidden layers' knots
+    first grow to cover their inputs, widened by ``margin``; ``floor``: the uniform share of a density."""
+    method: str = "none"
+    indicator: str = "residual"
+    every: int = 500
+    insert: int = 2
+    budget: int = 0
+    follow: bool = True
+    margin: float = 0.05
+    floor: float = 0.2
 
 
 @dataclass
@@ -106,7 +125,7 @@ class MarchingConfig:
 
 GROUPS = {"grid_extension": GridExtensionConfig, "reg": RegConfig, "symbolic": SymbolicConfig, "schedule": ScheduleConfig,
           "loss": LossConfig, "sampler": SamplerConfig,
-          "checkpoint": CheckpointConfig, "marching": MarchingConfig}
+          "checkpoint": CheckpointConfig, "marching": MarchingConfig, "knots": KnotsConfig}
 
 
 def check_device(device: Any) -> str:
@@ -171,8 +190,11 @@ class TrainerConfig:
         grid_extension: KAN grid extension schedule (:class:`GridExtensionConfig`).
         extension_state: what Adam keeps across a grid extension: ``fresh`` or ``carry`` (moments
             mapped like the coefficients). L-BFGS always starts afresh.
-        grid_update: ``none`` (fixed grid ranges) or ``extension`` (hidden grids move to the
-            activations' range before each extension, pykan's habit).
+        grid_update: ``none`` (fixed grid ranges), ``extension`` (hidden grids move to the
+            activations' range before each extension by a least-squares refit, pykan's habit) or
+            ``follow`` (hidden layers' knots grow to cover their activations before each extension,
+            exactly; implies free knots).
+        knots: adaptive knots (:class:`KnotsConfig`).
         log_every: record the history every this many steps.
         progress: show a progress bar (it switches itself off when stderr is not a terminal).
         device: ``auto``, ``cpu``, ``cuda`` or ``cuda:N``; dtype: ``float32`` or ``float64``.
@@ -214,6 +236,7 @@ class TrainerConfig:
     tensorboard: bool = False
     checkpoint: CheckpointConfig = field(default_factory=CheckpointConfig)
     marching: MarchingConfig = field(default_factory=MarchingConfig)
+    knots: KnotsConfig = field(default_factory=KnotsConfig)
     resume: str = "auto"
     divergence: float = 1e8
 
@@ -230,7 +253,7 @@ class TrainerConfig:
         if self.optimizer.startswith("adam_") and not 0 < self.adam_steps < self.steps:
             raise ValueError(f"trainer.adam_steps must lie strictly between 0 and trainer.steps={self.steps} for {self.optimizer}, "
                              f"got {self.adam_steps}")
-        self.grid_update = checks.one_of("trainer.grid_update", self.grid_update, ("none", "extension"))
+        self.grid_update = checks.one_of("trainer.grid_update", self.grid_update, ("none", "extension", "follow"))
         self.extension_state = checks.one_of("trainer.extension_state", self.extension_state, ("fresh", "carry"))
         self.device = check_device(self.device)
         self.dtype = checks.one_of("trainer.dtype", self.dtype, ("float32", "float64"))
@@ -282,6 +305,16 @@ class TrainerConfig:
             raise ValueError(f"trainer.grid_extension.at must be increasing steps, got {ext.at}")
         if ext.grids != sorted(set(ext.grids)):
             raise ValueError(f"trainer.grid_extension.grids must increase, got {ext.grids}")
+        ext.method = checks.one_of("trainer.grid_extension.method", ext.method, ("refit", "insert"))
+        kn = self.knots
+        _in_group("knots", lambda: (checks.one_of("method", kn.method, ("none", "insert", "move", "density")),
+                                    checks.one_of("indicator", kn.indicator, ("residual", "input", "curvature")),
+                                    checks.positive_int("every", kn.every), checks.positive_int("insert", kn.insert),
+                                    checks.positive_int("budget", kn.budget, minimum=0),
+                                    checks.number_in("margin", kn.margin, 0.0),
+                                    checks.number_in("floor", kn.floor, 0.0, 1.0)))
+        if not isinstance(kn.follow, bool):
+            raise ValueError(f"trainer.knots.follow must be true or false, got {kn.follow!r}")
 
     def _check_interpretation(self) -> None:
         reg = self.reg

@@ -23,6 +23,7 @@ from kanpde.training.callbacks.base import Callback, CallbackList, StepFunction
 from kanpde.training.callbacks.causal import CausalWeights
 from kanpde.training.callbacks.divergence import DivergenceGuard
 from kanpde.training.callbacks.grid_extension import GridExtension, extensions, schedule_notes
+from kanpde.training.callbacks.knots import KnotRefinement
 from kanpde.training.callbacks.history import HistoryRecorder
 from kanpde.training.callbacks.lr_schedule import LRSchedule
 from kanpde.training.callbacks.nonfinite import NonFiniteRollback
@@ -90,6 +91,8 @@ class Trainer:
             cbs.append(DivergenceGuard(c.divergence))
         if c.grid_extension.at:
             cbs.append(GridExtension(c))
+        if c.knots.method != "none":
+            cbs.append(KnotRefinement(c.knots, c.steps))
         if c.optimizer.startswith("adam_"):
             cbs.append(SwitchOptimizer(c.adam_steps))
         if c.prune_at is not None:

@@ -111,7 +111,7 @@ def test_kernel_takes_the_gradient_to_earlier_layers_jets():
     pairs = ((0, 0), (0, 1), (1, 1))
 
     def f(h, F, S, Q):
-        return native.LayerJet.apply(h, F, S, Q, layer.grid_lo, layer.grid_h, k, pairs)
+        return native.LayerJet.apply(h, F, S, Q, layer.grid_lo, layer.grid_h, None, k, pairs)
 
     assert torch.autograd.gradcheck(f, (h, F, S, Q), eps=1e-6, atol=1e-7)
 
@@ -147,7 +147,7 @@ def test_kernel_refuses_a_degree_it_was_not_built_for():
     layer = KAN([1, 1], grid=3, k=native.MAX_K + 1).layers[0].double()
     h = torch.zeros(1, 4, dtype=F64)
     with pytest.raises(ValueError, match=f"spline degrees up to {native.MAX_K}, got k={native.MAX_K + 1}"):
-        native.LayerJet.apply(h, torch.ones(1, 1, 4, dtype=F64), None, layer.cell_coefficients(), layer.grid_lo, layer.grid_h,
+        native.LayerJet.apply(h, torch.ones(1, 1, 4, dtype=F64), None, layer.cell_coefficients(), layer.grid_lo, layer.grid_h, None,
                               layer.k, ())
 
 

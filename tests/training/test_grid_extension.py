@@ -110,7 +110,7 @@ def test_carried_adam_moments_are_mapped_like_the_coefficients(f64):
         opt.step()
     old = [(layer.coef.detach().clone(), {k: v.clone() for k, v in opt.state[layer.coef].items()}) for layer in net.layers]
     old_base = opt.state[net.layers[0].scale_base]["exp_avg"].clone()
-    carried = adam_moments(opt, net, 10)
+    carried = adam_moments(opt, net, [lambda layer: layer.extend(10)] * len(net.layers))
     net.extend_grid(10)
     new_opt = torch.optim.Adam(net.parameters(), lr=1e-2)
     restore_moments(new_opt, net, *carried)

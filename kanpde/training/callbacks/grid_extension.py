@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import logging
 from numbers import Integral
+from typing import Callable
 
 import torch
 from torch import nn
@@ -86,9 +87,9 @@ def project_adam_state(state: dict, P: torch.Tensor, dim: int = 1) -> dict:
     return new
 
 
-def adam_moments(opt: torch.optim.Optimizer, model: GridModel, grid: int) -> tuple[dict, list]:
-    """Every parameter's Adam state and each KAN layer's extension map to ``grid`` (taken before extending)."""
-    return dict(opt.state), [(layer.coef, layer.extension_map(grid)) for layer in model.layers]
+def adam_moments(opt: torch.optim.Optimizer, model: GridModel, changes: list[Callable]) -> tuple[dict, list]:
+    """Every parameter's Adam state and the linear map of each KAN layer's change (taken before changing)."""
+    return dict(opt.state), [(layer.coef, layer.change_map(change)) for layer, change in zip(model.layers, changes)]
 
 
 def restore_moments(opt: torch.optim.Optimizer, model: GridModel, states: dict, maps: list) -> None:
@@ -155,6 +156,24 @@ class GridExtension(Callback):
         if not isinstance(model, GridModel):
             raise ValueError(f"trainer.grid_extension needs a KAN model, got {type(model).__name__}; "
                              f"set trainer.grid_extension.at=[] trainer.grid_extension.grids=[]")
+        if self.knotted and getattr(model, "basis", None) != "bspline":
+            setting = ("trainer.grid_update=follow" if self.config.grid_update == "follow"
+                       else "trainer.grid_extension.method=insert")
+            raise ValueError(f"{setting} needs B-spline edges (knots), got basis={getattr(model, 'basis', None)}")
+
+    @property
+    def knotted(self) -> bool:
+        """Whether extensions insert knots (free knots) rather than refit uniform grids."""
+        return self.config.grid_extension.method == "insert" or self.config.grid_update == "follow"
+
+    def changes(self, state: TrainState, grid: int) -> list[Callable]:
+        """Per layer, the extension to ``grid`` as a function of the layer."""
+        model = state.model
+        if not self.knotted:
+            return [lambda layer: layer.extend(grid)] * len(model.layers)
+        x = state.points["pde"]["x"] if self.config.grid_update == "follow" else None
+        plan = model.knot_plan(grid, x, self.config.knots.margin)
+        return [lambda layer, t=t: layer.refine_to(t) for t in plan]
 
     def on_fit_start(self, state: TrainState) -> None:
         self.schedule = extensions(self.config, state.model)
@@ -168,8 +187,11 @@ class GridExtension(Callback):
         if self.config.grid_update == "extension":
             model.update_grid(state.points["pde"]["x"])
         carry = self.config.extension_state == "carry" and isinstance(state.optimizer, torch.optim.Adam)
-        carried = adam_moments(state.optimizer, model, grid) if carry else None
-        model.extend_grid(grid)
+        changes = self.changes(state, grid)
+        carried = adam_moments(state.optimizer, model, changes) if carry else None
+        with torch.no_grad():
+            for layer, change in zip(model.layers, changes):
+                change(layer)
         state.model_changed()
         if carried is not None and isinstance(state.optimizer, torch.optim.Adam):
             restore_moments(state.optimizer, model, *carried)

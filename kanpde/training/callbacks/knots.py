@@ -1,0 +1,211 @@
+"""Adaptive knots: every ``trainer.knots.every`` steps a B-spline KAN's knots change where an indicator
+says the network needs resolution, as an adaptive mesh refines where the error is.
+
+Indicators (per layer, per input, per cell of its knots; :func:`cell_indicator`):
+  ``residual``   the squared PDE residual of the points whose input to that layer falls in the cell;
+  ``input``      how many points fall in the cell (pykan's input-density grids);
+  ``curvature``  the integral over the cell of (sum over the input's edges of |phi''|)^(1/2), which
+                 equidistributes the error of a piecewise-linear fit (a curvature density in the
+                 spirit of Rigas et al. 2026).
+Methods:
+  ``insert``   h-refinement: ``insert`` knots per input go to the cells with the largest indicator
+               (greedily, each cell's indicator shared among its parts), up to ``budget`` parameters.
+               Exact: the network does not change (Boehm's insertion).
+  ``move``     r-refinement: as ``insert``, then as many interior knots as were inserted leave where
+               the indicator of their two cells is smallest; the parameter count stays the same.
+               The removal is a least-squares refit, so the function changes a little.
+  ``density``  the interior knots move to the quantiles of the indicator's density (mixed with a
+               uniform one, ``floor``), the count unchanged; a least-squares refit.
+Before each change the hidden layers' knots grow to cover the inputs they see (``follow``), exactly.
+Every input of every layer gets the same number of knots, so a layer's G stays one number.
+"""
+from __future__ import annotations
+
+import copy
+import logging
+import math
+
+import torch
+from torch import nn
+
+from kanpde.models.kan import KAN, KANLayer
+from kanpde.models.knots import subdivision
+from kanpde.training.callbacks.base import Callback
+from kanpde.training.callbacks.grid_extension import project_adam_state
+from kanpde.training.config import KnotsConfig
+from kanpde.training.state import TrainState
+
+log = logging.getLogger("kanpde")
+
+
+def check_knot_model(model: nn.Module, setting: str) -> KAN:
+    """``model`` if it is a B-spline KAN, else a ValueError naming ``setting``."""
+    if not isinstance(model, KAN) or model.basis != "bspline":
+        kind = type(model).__name__ + (f" with basis={model.basis}" if isinstance(model, KAN) else "")
+        raise ValueError(f"{setting} needs a KAN with B-spline edges (knots), got {kind}")
+    return model
+
+
+@torch.no_grad()
+def cell_indicator(layer: KANLayer, h: torch.Tensor, weight: torch.Tensor | None, kind: str) -> torch.Tensor:
+    """(in, cells) the indicator of every cell of ``layer``'s knots.
+
+    h: (batch, in) the inputs the layer sees; weight: (batch,) the squared residual at each point
+    (``residual``), ignored by ``input`` (a count) and ``curvature`` (from the layer's own edges).
+    """
+    knots = layer.knot_vector()
+    cells = knots.shape[1] - 1
+    if kind == "curvature":
+        samples = 8
+        frac = (torch.arange(samples, dtype=knots.dtype, device=knots.device) + 0.5) / samples
+        width = knots.diff(dim=1)
+        z = (knots[:, :-1, None] + width[..., None] * frac).flatten(1).t()  # (cells * samples, in)
+        second = layer.edge_derivatives(z.to(layer.coef.dtype), 2)[2].abs().sum(-1)  # (cells * samples, in)
+        return second.sqrt().view(cells, samples, -1).mean(1).t().to(knots.dtype) * width
+    cell, _ = layer.locate(h)  # outside: cells
+    w = torch.ones(h.shape[0], dtype=knots.dtype, device=h.device) if kind == "input" else weight.to(knots.dtype)
+    eta = knots.new_zeros(layer.in_features, cells + 1).scatter_add_(1, cell.t(), w.expand(layer.in_features, -1).contiguous())
+    return eta[:, :cells]
+
+
+def placed_by(eta: torch.Tensor, knots: torch.Tensor, count: int, k: int) -> torch.Tensor:
+    """(count,) new knots for one input: each goes to the cell of largest eta_c / (parts_c + 1), then each cell
+    is split into equal parts.  eta: (cells,), knots: (cells + 1,).  Without any indicator: an even subdivision."""
+    if not bool((eta > 0).any()):
+        return subdivision(knots.unsqueeze(0), k, count)[0]
+    parts = torch.zeros_like(eta)
+    for _ in range(count):
+        parts[int(torch.argmax(eta / (parts + 1)))] += 1
+    new = []
+    for c in parts.nonzero().flatten().tolist():
+        m = int(parts[c])
+        frac = torch.arange(1, m + 1, dtype=knots.dtype, device=knots.device) / (m + 1)
+        new.append(knots[c] + (knots[c + 1] - knots[c]) * frac)
+    return torch.cat(new)
+
+
+def removed_by(eta: torch.Tensor, knots: torch.Tensor, count: int, k: int) -> torch.Tensor:
+    """One input's knots (n,) without the ``count`` interior knots whose two cells have the smallest
+    indicator; the interior's ends and the paddings stay.  eta: (n - 1,)."""
+    n = knots.shape[0]
+    inner = torch.arange(k + 1, n - 1 - k, device=knots.device)
+    if count > len(inner):
+        raise ValueError(f"cannot remove {count} knots from an input with {len(inner)} interior knots")
+    score = eta[inner - 1] + eta[inner]
+    drop = inner[torch.argsort(score, stable=True)[:count]]
+    keep = torch.ones(n, dtype=torch.bool, device=knots.device)
+    keep[drop] = False
+    return knots[keep]
+
+
+def density_knots(eta: torch.Tensor, knots: torch.Tensor, k: int, floor: float) -> torch.Tensor:
+    """One input's knots (n,) with the interior knots moved to the quantiles of the density eta_c / width_c
+    over the interior cells (mixed with the uniform density, weight ``floor``); ends and paddings stay."""
+    n = knots.shape[0]
+    t = knots[k : n - k]  # the interior's knots
+    width = t.diff()
+    mass = eta[k : n - 1 - k].clamp_min(0)
+    if not bool(mass.sum() > 0):
+        return knots
+    mass = (1 - floor) * mass / mass.sum() + floor * width / width.sum()
+    cdf = torch.cat([mass.new_zeros(1), mass.cumsum(0)])
+    cdf = cdf / cdf[-1]
+    G = len(width)
+    q = torch.arange(1, G, dtype=knots.dtype, device=knots.device) / G
+    c = (torch.searchsorted(cdf, q, right=True) - 1).clamp(0, G - 1)
+    inner = t[c] + (q - cdf[c]) / mass[c] * width[c]
+    return torch.cat([knots[: k + 1], inner, knots[n - 1 - k :]])
+
+
+class KnotRefinement(Callback):
+    """Changes the knots every ``config.every`` steps (not at step 0) by ``config.method`` (see the module)."""
+
+    columns = ("knot_indicator",)
+
+    def __init__(self, config: KnotsConfig, steps: int) -> None:
+        self.config, self.steps = config, steps
+        self.last = math.nan  # the indicator's total over the first layer at the last change
+
+    def check_model(self, model: nn.Module) -> None:
+        kan = check_knot_model(model, f"trainer.knots.method={self.config.method}")
+        budget = self.config.budget
+        if budget and budget < kan.n_params():
+            raise ValueError(f"trainer.knots.budget={budget} is below the model's {kan.n_params()} parameters")
+
+    def on_step_start(self, state: TrainState) -> None:
+        step = state.step
+        if step == 0 or step % self.config.every or step >= self.steps:
+            return
+        model: KAN = state.model
+        x = state.points["pde"]["x"]
+        weight = None
+        if self.config.indicator == "residual":
+            with torch.enable_grad():  # nested autograd needs a graph; the forward back end does not mind
+                weight = state.problem.pde_pointwise(state.loss_model, x, state.derivatives).detach()
+        if weight is not None and not bool(weight.sum() > 0):
+            return  # a zero indicator changes nothing
+        change = self.plan(model, x, weight)
+        if change is None:
+            return
+        state.end_stage()
+        carry = isinstance(state.optimizer, torch.optim.Adam)
+        old = dict(state.optimizer.state) if carry else {}
+        maps = [(layer.coef, layer.change_map(f)) for layer, f in zip(model.layers, change)]
+        for layer, f in zip(model.layers, change):
+            f(layer)
+        state.model_changed()
+        if carry:  # Adam's moments follow the coefficients through the (linear) knot change
+            for group in state.optimizer.param_groups:
+                for p in group["params"]:
+                    if p in old:
+                        state.optimizer.state[p] = old[p]
+            for layer, (coef, P) in zip(model.layers, maps):
+                if coef in old:
+                    state.optimizer.state[layer.coef] = project_adam_state(old[coef], P, dim=1)
+        log.info("step %d: knots %s by the %s indicator: G = %d, %d parameters", step, self.config.method,
+                 self.config.indicator, model.grid, model.n_params())
+
+    def indicators(self, model: KAN, x: torch.Tensor, weight: torch.Tensor | None) -> list[torch.Tensor]:
+        """Per layer, (in, cells) the indicator on its current knots."""
+        return [cell_indicator(layer, h, weight, self.config.indicator) for layer, h in zip(model.layers, model.layer_inputs(x))]
+
+    @torch.no_grad()
+    def plan(self, model: KAN, x: torch.Tensor, weight: torch.Tensor | None) -> list | None:
+        """Per layer, the change to make (a function of the layer, linear in its coefficients), or None
+        when nothing is to change.  Worked out on a copy: the model itself changes only when the change is made."""
+        cfg, k = self.config, model.k
+        probe = copy.deepcopy(model)
+        probe.use_free_knots()
+        covered = probe.knot_plan(probe.grid, x if cfg.follow else None, cfg.margin)  # the inputs covered, exactly
+        probe.refine_knots(covered)
+        if cfg.method in ("insert", "move"):
+            count = cfg.insert
+            if cfg.method == "insert" and cfg.budget:
+                per_interval = sum(layer.in_features * layer.out_features for layer in probe.layers)
+                count = min(count, (cfg.budget - probe.n_params()) // per_interval)
+                if count <= 0:
+                    return None
+            eta = self.indicators(probe, x, weight)
+            self.last = float(eta[0].sum())
+            refined = probe.knot_plan(probe.grid + count, place=lambda l, i, row, m: placed_by(eta[l][i], row, m, k))
+            if cfg.method == "insert":
+                return [lambda layer, t=t: layer.refine_to(t) for t in refined]
+            probe.refine_knots(refined)  # exact; then as many knots leave where the indicator is smallest
+            eta = self.indicators(probe, x, weight)
+            kept = [torch.stack([removed_by(e[i], layer.knots[i], count, k) for i in range(layer.in_features)])
+                    for layer, e in zip(probe.layers, eta)]
+            return [lambda layer, t=t, u=u: (layer.refine_to(t), layer.move_knots(u)) for t, u in zip(refined, kept)]
+        eta = self.indicators(probe, x, weight)
+        self.last = float(eta[0].sum())
+        moved = [torch.stack([density_knots(e[i], layer.knots[i], k, cfg.floor) for i in range(layer.in_features)])
+                 for layer, e in zip(probe.layers, eta)]
+        return [lambda layer, t=t, u=u: (layer.refine_to(t), layer.move_knots(u)) for t, u in zip(covered, moved)]
+
+    def on_record(self, state: TrainState) -> dict[str, float]:
+        return {"knot_indicator": self.last}
+
+    def checkpoint_state(self) -> dict:
+        return {"last": self.last}
+
+    def restore_state(self, state: TrainState, saved: dict) -> None:
+        self.last = saved.get("last", math.nan)
