@@ -219,6 +219,8 @@ def solve(problem: Problem, model: nn.Module, trainer: Trainer | None = None, *,
             tables = {}
         else:
             saved, tables = net, _interpretation(problem, net, result, attrs, x_eval, u_exact, digits)
+            if isinstance(net, KAN) and net.free_knots:
+                tables["knots"] = net.knot_table()
         if out is not None:
             _write(out, problem, saved, result, attrs, tables, x_eval, u_pred, u_exact, points, plots, activations, dev, dt)
     log.info(f"{attrs['problem']} {attrs['model']}: rel_l2={attrs['rel_l2']:.3e} mse={attrs['mse']:.3e} "

@@ -548,6 +548,16 @@ class KAN(nn.Module):
         return plan
 
     @torch.no_grad()
+    def knot_table(self) -> dict[str, torch.Tensor]:
+        """Every layer's knots, ``layer<l>``: (in, G + 2k + 1); without an input embedding also the first layer's
+        knots in the domain's coordinates, ``domain``: (width[0], G + 2k + 1) (what ``knots.png`` draws)."""
+        table = {f"layer{l}": layer.knot_vector().detach().cpu() for l, layer in enumerate(self.layers)}
+        if not self.embedding.active:
+            n = self.normalize
+            table["domain"] = ((table["layer0"] - n.shift.cpu().unsqueeze(1)) / n.scale.cpu().unsqueeze(1)).to(torch.float64)
+        return table
+
+    @torch.no_grad()
     def refine_knots(self, plan: Sequence[torch.Tensor]) -> None:
         """Move every layer to the knots of ``plan`` (from :meth:`knot_plan`), keeping the function exactly."""
         for layer, knots in zip(self.layers, plan):

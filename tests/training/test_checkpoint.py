@@ -45,6 +45,9 @@ SETTINGS = {
     "adam_lbfgs": dict(optimizer="adam_lbfgs", adam_steps=6, steps=12),
     "adam_ssbroyden": dict(optimizer="adam_ssbroyden", adam_steps=2, steps=12),
     "adam+ntk": dict(optimizer="adam", steps=12, lr=1e-2, loss={"balance": "ntk", "balance_period": 3, "ntk_points": 8}),
+    "adam+knots.move": dict(optimizer="adam", steps=12, lr=1e-2, knots={"method": "move", "every": 4, "insert": 2}),
+    "lbfgs+knot-insert extension+follow": dict(optimizer="lbfgs", steps=12, grid_update="follow",
+                                               grid_extension={"at": [5], "grids": [10], "method": "insert"}),
 }
 
 

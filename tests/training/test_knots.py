@@ -1,0 +1,194 @@
+"""Adaptive knots in training (trainer.knots, grid_extension.method=insert, grid_update=follow): indicators
+against hand counts, placement rules, exactness of the changes, budgets and errors."""
+from __future__ import annotations
+
+import math
+
+import pytest
+import torch
+
+from kanpde import MLP, Trainer, TrainerConfig
+from kanpde.models import KAN
+from kanpde.models.knots import knot_cells, uniform_knots
+from kanpde.training.callbacks.base import Callback
+from kanpde.training.callbacks.knots import cell_indicator, density_knots, placed_by, removed_by
+
+from conftest import setup_kan
+
+
+class Probe(Callback):
+    """The network's output on fixed points at the end of every step and at the start of the next (after
+    the knot changes the default callbacks make at step start)."""
+
+    def __init__(self, x: torch.Tensor) -> None:
+        self.x, self.before, self.after, self.grids = x, {}, {}, {}
+
+    def on_step_start(self, state) -> None:
+        with torch.no_grad():
+            self.after[state.step] = state.model(self.x).clone()
+        self.grids[state.step] = state.model.grid
+
+    def on_step_end(self, state) -> None:
+        with torch.no_grad():
+            self.before[state.step + 1] = state.model(self.x).clone()
+
+
+def _train(problem, settings, width=(1, 4, 1), steps=12):
+    model, points = setup_kan(problem, list(width))
+    x = torch.linspace(-1.5, 1.5, 301, dtype=torch.float64).unsqueeze(1)  # inside and outside the domain
+    probe = Probe(x)
+    trainer = Trainer(steps=steps, log_every=1, progress=False, device="cpu", callbacks=[probe], **settings)
+    result = trainer.fit(problem, model, points)
+    return result, model, probe
+
+
+def _changes(probe):
+    return [s for s in sorted(probe.grids) if s > 0 and probe.grids[s] != probe.grids[s - 1]]
+
+
+def test_cell_indicator_sums_the_residual_counts_the_points_and_integrates_the_curvature(f64):
+    torch.manual_seed(0)
+    model = KAN([2, 3, 1], grid=4)
+    layer = model.layers[0]
+    h = torch.rand(500, 2) * 5.6 - 2.8  # a few outside the padded knots [-2.5, 2.5]: in no cell
+    w = torch.rand(500)
+    cells, _ = knot_cells(h, layer.knot_vector())
+    eta = cell_indicator(layer, h, w, "residual")
+    count = cell_indicator(layer, h, None, "input")
+    for i in range(2):
+        for c in range(eta.shape[1]):
+            inside = cells[:, i] == c
+            assert eta[i, c] == pytest.approx(float(w[inside].sum()), abs=1e-12)
+            assert count[i, c] == int(inside.sum())
+    # curvature: the integral of sqrt(sum_o |phi''|) over each cell, against a fine midpoint rule by autograd
+    curv = cell_indicator(layer, h, None, "curvature")
+    t = layer.knot_vector()
+    for i, c in [(0, 3), (1, 5), (0, 0)]:
+        z = t[i, c] + (t[i, c + 1] - t[i, c]) * (torch.arange(400, dtype=torch.float64) + 0.5) / 400
+        zz = torch.zeros(400, 2)
+        zz[:, i] = z
+        zz.requires_grad_(True)
+        edges = layer.edges(zz, 0, graph_to_input=True)[0][:, i]  # (400, out)
+        second = []
+        for o in range(edges.shape[1]):
+            first = torch.autograd.grad(edges[:, o].sum(), zz, create_graph=True, retain_graph=True)[0][:, i]
+            second.append(torch.autograd.grad(first.sum(), zz, retain_graph=True)[0][:, i])
+        second = torch.stack(second, 1)
+        reference = float(second.abs().sum(1).sqrt().mean() * (t[i, c + 1] - t[i, c]))
+        assert curv[i, c] == pytest.approx(reference, rel=1e-2)  # 8 midpoints per cell against 400
+
+
+def test_placement_follows_the_indicator_and_falls_back_to_a_subdivision():
+    knots = uniform_knots(torch.tensor([-1.0]), torch.tensor([0.5]), 4, 3)[0].double()  # cells 0..9, interior 3..6
+    eta = torch.zeros(10, dtype=torch.float64)
+    eta[4] = 9.0
+    eta[6] = 2.0
+    new = placed_by(eta, knots, 3, 3)
+    # cell 4 gets the first knot (9 > 2), then 9/2 > 2 gives it the second; 9/3 = 3 > 2 the third
+    assert torch.allclose(torch.sort(new).values, knots[4] + 0.5 * torch.tensor([0.25, 0.5, 0.75], dtype=torch.float64))
+    new = placed_by(eta, knots, 5, 3)  # 9/4 = 2.25 > 2 keeps cell 4 for the fourth; 9/5 < 2 gives cell 6 the fifth
+    assert int(((new > knots[6]) & (new < knots[7])).sum()) == 1
+    even = placed_by(torch.zeros(10, dtype=torch.float64), knots, 4, 3)  # no indicator: halve the interior cells
+    assert torch.allclose(torch.sort(even).values, knots[3:7] + 0.25)
+
+
+def test_removal_drops_the_knots_between_the_quietest_cells_and_keeps_the_ends():
+    knots = torch.arange(12, dtype=torch.float64)  # k = 3: interior knots 3..8, removable 4..7
+    eta = torch.tensor([5, 5, 5, 5, 0.1, 0.1, 7, 7, 0.2, 5, 5], dtype=torch.float64)
+    kept = removed_by(eta, knots, 2, 3)
+    assert 5.0 not in kept.tolist() and 4.0 not in kept.tolist()  # knot 5 (0.1 + 0.1), then knot 4 (5 + 0.1)
+    assert kept[3] == 3.0 and kept[-4] == 8.0 and len(kept) == 10
+    with pytest.raises(ValueError, match="cannot remove 5 knots"):
+        removed_by(eta, knots, 5, 3)
+
+
+def test_density_knots_are_quantiles_of_the_indicator():
+    knots = uniform_knots(torch.tensor([0.0]), torch.tensor([0.25]), 4, 3)[0].double()  # interior [0, 1]
+    flat = torch.ones(10, dtype=torch.float64) * torch.diff(knots)
+    assert torch.allclose(density_knots(flat, knots, 3, 0.2), knots)  # a uniform density keeps uniform knots
+    eta = torch.zeros(10, dtype=torch.float64)
+    eta[3] = 1.0  # all the mass in [0, 0.25]
+    moved = density_knots(eta, knots, 3, 0.0)
+    assert torch.allclose(moved[4:7], torch.tensor([1, 2, 3], dtype=torch.float64) / 16)
+    mixed = density_knots(eta, knots, 3, 0.5)  # half uniform: cdf(x) = 0.5 x + 0.5 min(4x, 1)
+    assert mixed[4] == pytest.approx(0.1) and mixed[6] == pytest.approx(0.5)
+    assert torch.equal(mixed[:4], knots[:4]) and torch.equal(mixed[-4:], knots[-4:])
+
+
+@pytest.mark.parametrize("method", ["insert", "move", "density"])
+def test_knot_changes_in_training(f64, poisson, method):
+    follow = method == "insert"  # without covering the inputs, move and density keep the knot count
+    settings = dict(optimizer="adam", lr=1e-2, knots={"method": method, "every": 4, "insert": 2, "follow": follow})
+    result, model, probe = _train(poisson, settings)
+    steps = [s for s in range(4, 12, 4)]
+    assert model.free_knots
+    for s in steps:
+        change = (probe.after[s] - probe.before[s]).abs().max()
+        if method == "insert":  # Boehm: the network is the same function, on the whole line
+            assert change < 1e-12 * probe.before[s].abs().max()
+        else:  # a least-squares refit: it moves, but only a little
+            assert 0 < change < 0.2 * probe.before[s].abs().max()
+    grids = result.history["grid"]
+    if method == "insert":
+        assert grids[-1] > grids[0]
+    else:
+        assert set(grids) == {5} and model.n_params() == 80
+    assert all(math.isnan(v) for v in result.history["knot_indicator"][:4])
+    assert all(v > 0 for v in result.history["knot_indicator"][4:])
+
+
+def test_a_zero_indicator_changes_nothing(f64, poisson, monkeypatch):
+    monkeypatch.setattr(type(poisson), "pde_pointwise", lambda self, model, x, derivatives: torch.zeros(x.shape[0]))
+    _, model, probe = _train(poisson, dict(optimizer="adam", lr=1e-2, knots={"method": "insert", "every": 4}))
+    assert not model.free_knots and _changes(probe) == []
+
+
+def test_insert_stops_at_the_budget(f64, poisson):
+    # [1, 4, 1]: 8 edges, (5 + 3 + 2) · 8 = 80 parameters, 8 more per interval
+    settings = dict(optimizer="adam", lr=1e-2, knots={"method": "insert", "every": 2, "insert": 2, "budget": 100, "follow": False})
+    result, model, _ = _train(poisson, settings)
+    assert model.n_params() == 96 and model.grid == 7  # 2 then 0 intervals (a third would exceed 100)
+    with pytest.raises(ValueError, match="trainer.knots.budget=50 is below the model's 80 parameters"):
+        _train(poisson, dict(settings, knots=dict(settings["knots"], budget=50)))
+
+
+def test_knot_insertion_extension_keeps_the_function_where_a_refit_does_not(f64, poisson):
+    results = {}
+    for method in ("refit", "insert"):
+        settings = dict(optimizer="adam", lr=5e-2, grid_extension={"at": [6], "grids": [10], "method": method})
+        _, model, probe = _train(poisson, settings)
+        results[method] = (probe.after[6] - probe.before[6]).abs().max() / probe.before[6].abs().max()
+        assert model.grid == 10
+    assert results["insert"] < 1e-13
+    assert results["refit"] > 1e-6  # the uniform refit changes the function on the padding (|x| > 1 here)
+
+
+def test_follow_grows_hidden_ranges_to_their_inputs_exactly(f64, poisson):
+    settings = dict(optimizer="adam", lr=5e-2, grid_update="follow", grid_extension={"at": [6], "grids": [10]})
+    _, model, probe = _train(poisson, settings)
+    assert (probe.after[6] - probe.before[6]).abs().max() < 1e-12 * probe.before[6].abs().max()
+    seen = model.layer_inputs(poisson.sample_points(0)["pde"]["x"].double())
+    lo, hi = model.layers[1].grid_ranges()
+    assert bool((lo <= seen[1].min(0).values).all() and (hi >= seen[1].max(0).values).all())
+    assert model.grid >= 10 and len({layer.grid for layer in model.layers}) == 1
+
+
+def test_bad_knot_settings_are_refused_naming_the_field(f64, poisson):
+    with pytest.raises(ValueError, match="trainer.knots.method must be one of"):
+        TrainerConfig(knots={"method": "refine"})
+    with pytest.raises(ValueError, match="trainer.knots.indicator must be one of"):
+        TrainerConfig(knots={"method": "insert", "indicator": "error"})
+    with pytest.raises(ValueError, match="trainer.knots.every must be an integer >= 1"):
+        TrainerConfig(knots={"method": "insert", "every": 0})
+    with pytest.raises(ValueError, match="trainer.grid_extension.method must be one of"):
+        TrainerConfig(grid_extension={"at": [2], "grids": [10], "method": "boehm"})
+    with pytest.raises(ValueError, match="trainer.knots takes"):
+        TrainerConfig(knots={"methd": "insert"})
+    torch.manual_seed(0)
+    mlp = MLP([1, 8, 1], bounds=([-1.0], [1.0])).double()
+    points = poisson.sample_points(0)
+    with pytest.raises(ValueError, match="trainer.knots.method=insert needs a KAN with B-spline edges.*MLP"):
+        Trainer(steps=4, progress=False, knots={"method": "insert"}).fit(poisson, mlp, points)
+    cheb = KAN([1, 3, 1], grid=5, bounds=([-1.0], [1.0]), basis="chebyshev").double()
+    with pytest.raises(ValueError, match="grid_extension.method=insert needs B-spline edges"):
+        Trainer(steps=4, progress=False, grid_extension={"at": [2], "grids": [10], "method": "insert"}).fit(poisson, cheb, points)
