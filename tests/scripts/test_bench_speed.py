@@ -31,9 +31,10 @@ def test_small_run_writes_every_row_with_the_columns(bench, tmp_path, capsys):
         assert reader.fieldnames == bench.COLUMNS
         rows = list(reader)
     has_pykan = bench.pykan_model([2, 10, 1], 5, 3) is not None
-    assert len(rows) == 2 * (7 + has_pykan)
+    assert len(rows) == 2 * (8 + has_pykan)
     assert {(r["model"], r["backend"]) for r in rows} >= {("KAN[2,10,1] G=5", "forward"), ("KAN[2,10,1] G=5", "autograd"),
                                                            ("KAN[2,10,1] G=5", "forward-torchops"),
+                                                           ("KAN[2,10,1] G=5 free knots", "forward"),
                                                            ("MLP[2,15,15,1]", "forward"), ("MLP[2,100,100,100,1]", "autograd")}
     for r in rows:
         assert r["n_points"] in ("64", "128") and r["dtype"] == "float64"
@@ -41,7 +42,7 @@ def test_small_run_writes_every_row_with_the_columns(bench, tmp_path, capsys):
     kan = [r for r in rows if r["family"] == "kan"]
     assert all(r["n_params"] == "300" for r in kan)
     printed = capsys.readouterr().out
-    assert "(a) KAN autograd" in printed and "wrote" in printed
+    assert "(a) KAN autograd" in printed and "(e) free knots" in printed and "wrote" in printed
     if not has_pykan:
         assert "pykan is not installed" in printed
     assert not list(tmp_path.glob("*.tmp"))
@@ -53,7 +54,7 @@ def test_without_pykan_its_rows_are_skipped_with_a_note(bench, tmp_path, capsys,
     assert bench.main(["--n", "32", "--dtype", "float32", "--repeats", "1", "--device", "cpu", "--out", str(out)]) == 0
     with out.open() as fh:
         rows = list(csv.DictReader(fh))
-    assert len(rows) == 7 and not any(r["family"] == "pykan" for r in rows)
+    assert len(rows) == 8 and not any(r["family"] == "pykan" for r in rows)
     assert "pykan is not installed: its rows are skipped" in capsys.readouterr().out
 
 
