@@ -1,0 +1,47 @@
+"""scripts/knots_study.py: every variant ends with the uniform run's parameter count, and a small study runs."""
+from __future__ import annotations
+
+import csv
+
+import pytest
+
+from conftest import load_script
+
+
+@pytest.fixture(scope="module")
+def study():
+    return load_script("knots_study")
+
+
+def _value(args, key):
+    return next(a.split("=", 1)[1] for a in args if a.startswith(key + "="))
+
+
+def test_every_variant_trains_the_same_recipe_to_the_same_parameter_count(study):
+    width, grid, steps, every = [2, 10, 1], 20, 2000, 250
+    runs = {v: study.overrides("burgers1d", v, width, grid, steps, every) for v in study.VARIANTS}
+    shared = ("problem", "model.width", "trainer.optimizer", "trainer.adam_steps", "trainer.steps", "seed", "trainer.grid_extension.at")
+    for key in shared:
+        assert len({_value(args, key) for args in runs.values()}) == 1, key
+    assert _value(runs["uniform"], "model.grid") == "20"
+    insert = runs["insert/residual"]
+    # seven changes (at 250 .. 1750) of one knot per input: 13 -> 20, stopped by the uniform run's parameter count
+    assert _value(insert, "model.grid") == "13" and _value(insert, "trainer.knots.insert") == "1"
+    assert int(_value(insert, "trainer.knots.budget")) == study.n_params(width, grid) == 30 * 25
+    for v in ("move/curvature", "density/input"):
+        assert _value(runs[v], "model.grid") == "20" and _value(runs[v], "trainer.knots.follow") == "false"
+        assert _value(runs[v], "trainer.knots.indicator") == v.split("/")[1]
+
+
+@pytest.mark.slow
+def test_a_small_study_writes_its_table(study, tmp_path, capsys):
+    args = ["--problems", "poisson2d", "--variants", "uniform", "insert/residual", "density/curvature", "--steps", "16",
+            "--every", "4", "--grid", "6", "--jobs", "2", "--out", str(tmp_path)]
+    assert study.main(args) == 0
+    rows = list(csv.DictReader(open(tmp_path / "knots_study.csv")))
+    assert [r["variant"] for r in rows] == ["uniform", "insert/residual", "density/curvature"]
+    assert len({r["n_params"] for r in rows}) == 1 and {r["grid"] for r in rows} == {"6"}
+    assert all(0 < float(r["rel_l2"]) < 10 for r in rows)
+    assert "| poisson2d | insert/residual |" in capsys.readouterr().out
+    assert study.main(args) == 0  # done runs are not run again
+    assert "exit" not in capsys.readouterr().out
