@@ -1,4 +1,5 @@
-"""Figures drawn from a results file: the solution (prediction | exact | error) and the training history."""
+"""Figures drawn from a results file: the solution (prediction | exact | error), the training history and, for free
+knots, where the first layer's knots lie in the domain."""
 from __future__ import annotations
 
 import os
@@ -6,6 +7,7 @@ from pathlib import Path
 from typing import Any, Mapping
 
 import numpy as np
+from matplotlib import patheffects
 from matplotlib.axes import Axes
 from matplotlib.figure import Figure
 
@@ -40,6 +42,17 @@ def _mark_extensions(axes: list[Axes], extensions: Mapping[int, int]) -> None:
         axes[-1].annotate(f"G={g}", (s, 0.98), xycoords=("data", "axes fraction"), fontsize=8, va="top", ha="left")
 
 
+def _colour_map(ax: Axes, x: np.ndarray, val: np.ndarray, cmap: str) -> Any:
+    """val at the 2-D points x: (n, 2) as a colour map on ax: a mesh on a full tensor grid (any order), else
+    scattered squares (e.g. a grid clipped to a disk or an L-shape); returns the mappable for a colour bar."""
+    xs, ys = np.unique(x[:, 0]), np.unique(x[:, 1])
+    if xs.size * ys.size == x.shape[0]:
+        grid = np.full((ys.size, xs.size), np.nan)
+        grid[np.searchsorted(ys, x[:, 1]), np.searchsorted(xs, x[:, 0])] = val
+        return ax.pcolormesh(xs, ys, grid, shading="auto", cmap=cmap)
+    return ax.scatter(x[:, 0], x[:, 1], c=val, s=4, marker="s", linewidths=0, cmap=cmap)
+
+
 def plot_solution(results: Mapping[str, Any], path: str | os.PathLike, output: int = 0) -> Path:
     """``solution.png``: prediction, exact solution and pointwise error of one output on the evaluation points.
 
@@ -62,20 +75,12 @@ def plot_solution(results: Mapping[str, Any], path: str | os.PathLike, output: i
         ax.set(xlabel="x", ylabel="u", title="solution")
         ax.legend()
     elif x.shape[1] == 2:
-        xs, ys = np.unique(x[:, 0]), np.unique(x[:, 1])
-        structured = xs.size * ys.size == x.shape[0]  # a full tensor grid (any order), else scattered points
         panels = [("prediction", pred)]
         if exact is not None:
             panels += [("exact", exact), ("|error|", np.abs(pred - exact))]
         fig, axes = _figure(1, len(panels), figsize=(4.8 * len(panels), 3.9), squeeze=False)
         for ax, (name, val) in zip(axes[0], panels):
-            cmap = "magma" if name == "|error|" else "viridis"
-            if structured:
-                grid = np.full((ys.size, xs.size), np.nan)
-                grid[np.searchsorted(ys, x[:, 1]), np.searchsorted(xs, x[:, 0])] = val
-                mesh = ax.pcolormesh(xs, ys, grid, shading="auto", cmap=cmap)
-            else:  # e.g. a grid clipped to a disk or an L-shape
-                mesh = ax.scatter(x[:, 0], x[:, 1], c=val, s=4, marker="s", linewidths=0, cmap=cmap)
+            mesh = _colour_map(ax, x, val, "magma" if name == "|error|" else "viridis")
             fig.colorbar(mesh, ax=ax)
             ax.set(xlabel=names[0], ylabel=names[1], title=name, aspect="auto" if "t" in names[:2] else "equal")
     else:  # 3 or more inputs: no picture of the field; how prediction and solution compare point by point
@@ -113,6 +118,88 @@ def plot_history(results: Mapping[str, Any], path: str | os.PathLike) -> Path:
         ax.grid(True, which="both", alpha=0.3)
     fig.suptitle(f"{results['attrs'].get('problem', '')} — {results['attrs'].get('model', '')}")
     return _save(fig, path)
+
+
+def knots_inside(knots: np.ndarray, lo: float, hi: float) -> np.ndarray:
+    """The distinct knots of one input that lie in [lo, hi] (up to rounding: 1e-9 of the range), increasing."""
+    tol = 1e-9 * max(abs(hi - lo), 1e-12)
+    knots = np.unique(np.asarray(knots, dtype=float))
+    return knots[(knots >= lo - tol) & (knots <= hi + tol)]
+
+
+KNOT_LINE = dict(color="white", lw=0.6, path_effects=[patheffects.withStroke(linewidth=1.5, foreground="black", alpha=0.45)])
+"""Knot lines over a colour map: white with a translucent black edge, visible on both ends of viridis."""
+
+
+def knots_figure(results: Mapping[str, Any]) -> Figure | None:
+    """The figure of :func:`plot_knots`, not saved (None without a ``knots`` group or its ``domain`` entry).
+
+    Input i's knot lines carry ``gid="knots<i>"``: vertical lines for input 0 (and for every input of
+    the 3+-input strips, one axis each), horizontal ones for input 1 of a 2-input problem.
+    """
+    table = results.get("knots") or {}
+    if "domain" not in table:  # uniform knots (no table), or an input embedding: no knots in the domain's coordinates
+        return None
+    ev, attrs = results["eval"], results["attrs"]
+    x, pred = np.asarray(ev["x"], dtype=float), np.asarray(ev["u_pred"], dtype=float)[:, 0]
+    domain = np.atleast_2d(np.asarray(table["domain"], dtype=float))
+    n_in = x.shape[1]
+    if domain.shape[0] != n_in:
+        raise ValueError(f"knots/domain has {domain.shape[0]} rows for {n_in} inputs")
+    names = str(attrs.get("inputs", "")).split(",")
+    names = names if len(names) == n_in and all(names) else (["x"] if n_in == 1 else [f"x{i}" for i in range(n_in)])
+    output = str(attrs.get("outputs", "u")).split(",")[0] or "u"
+    lo, hi = x.min(0), x.max(0)
+    inside = [knots_inside(domain[i], lo[i], hi[i]) for i in range(n_in)]
+    # the knots are the first layer's: G intervals of degree k splines, G + 1 knots per input from the
+    # domain's one end to the other plus k padding knots beyond each end (not drawn)
+    G = int(attrs.get("grid") or domain.shape[1] - 2 * int(attrs.get("k", 3)) - 1)  # a file without grid: from n = G + 2k + 1
+    counts = ", ".join(f"{name} {len(t)}" for name, t in zip(names, inside))
+    title = f"{attrs.get('problem', '')} — first-layer knots, G = {G}; knots in the domain per input: {counts}"
+    if n_in == 1:
+        fig, ax = _figure(1, 1, figsize=(6.5, 3.8))
+        order = np.argsort(x[:, 0])
+        ax.plot(x[order, 0], pred[order], color="tab:blue", label="prediction", zorder=2)
+        if "u_exact" in ev:
+            ax.plot(x[order, 0], np.asarray(ev["u_exact"], dtype=float)[order, 0], "--", color="0.3", lw=1, label="exact", zorder=2)
+        for t in inside[0]:
+            ax.axvline(t, color="tab:red", lw=0.8, alpha=0.6, zorder=1, gid="knots0")
+        ax.set(xlabel=names[0], ylabel=output, xlim=(lo[0], hi[0]))
+        ax.legend(fontsize=8)
+    elif n_in == 2:
+        fig, ax = _figure(1, 1, figsize=(6.8, 5.0))
+        mesh = _colour_map(ax, x, pred, "viridis")
+        fig.colorbar(mesh, ax=ax, label=f"{output} (prediction)")
+        for t in inside[0]:
+            ax.axvline(t, gid="knots0", **KNOT_LINE)
+        for t in inside[1]:
+            ax.axhline(t, gid="knots1", **KNOT_LINE)
+        ax.set(xlabel=names[0], ylabel=names[1], aspect="auto" if "t" in names else "equal")
+    else:  # 3 or more inputs: no picture of the field; each input's knots as a rug over its range
+        fig, axes = _figure(n_in, 1, figsize=(7.0, 0.9 + 0.55 * n_in), squeeze=False)
+        for i, ax in enumerate(axes[:, 0]):
+            for t in inside[i]:
+                ax.axvline(t, color="black", lw=1.2, gid=f"knots{i}")
+            ax.set_xlim(lo[i], hi[i])
+            ax.set_yticks([])
+            ax.set_ylabel(names[i], rotation=0, ha="right", va="center")
+            ax.tick_params(labelsize=8)
+    fig.suptitle(title, fontsize=10)
+    return fig
+
+
+def plot_knots(results: Mapping[str, Any], path: str | os.PathLike) -> Path | None:
+    """``knots.png``: where the first layer's knots lie in the domain, from a results file's ``knots`` group.
+
+    1 input: the predicted solution with a vertical line at each knot; 2 inputs (x, y or x, t): the
+    prediction as a colour map with input 0's knots as vertical lines and input 1's as horizontal ones;
+    3 or more: one strip per input with its knots over its range.  Only knots inside the evaluation
+    points' range are drawn (the k padding knots beyond each end are not).  Returns None, writing
+    nothing, when the results have no ``knots`` group (uniform knots) or no ``domain`` entry (a model
+    with an input embedding, whose first layer does not see the domain's coordinates).
+    """
+    fig = knots_figure(results)
+    return None if fig is None else _save(fig, path)
 
 
 def _series_style(series: str, index: dict[str, int]) -> dict[str, Any]:

@@ -321,3 +321,5 @@ def _write(out: Path, problem: Problem, net: nn.Module, result: TrainResult, att
         for o, output in enumerate(problem.outputs[1:], start=1):  # multi-output problems: one figure per output
             figures.plot_solution(saved, out / f"solution_{output}.png", output=o)
         figures.plot_history(saved, out / "history.png")
+        if "knots" in saved:  # free knots: where the first layer's knots lie in the domain (skipped with an embedding)
+            figures.plot_knots(saved, out / "knots.png")

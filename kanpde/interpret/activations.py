@@ -6,6 +6,9 @@ samples, shaded by the edge's importance (mean |phi| on the samples, relative to
 of its layer).  Symbolic edges are drawn in red with their formula, pruned edges as empty grey
 panels.  :func:`activation_curves` returns the plotted data, so it can be checked or reused.
 
+When the KAN has free (non-uniform) knots, short ticks along the bottom of each numeric edge's panel
+mark the knots of that edge's input inside the panel's range.
+
 Layer 0's inputs are the model's normalised inputs (what its edges actually see), not raw coordinates.
 """
 from __future__ import annotations
@@ -24,12 +27,15 @@ from kanpde.io import atomic_path
 from kanpde.interpret.importance import edge_scores
 from kanpde.interpret.network import kan_of
 
-__all__ = ["EdgeCurve", "activation_curves", "format_symbolic", "plot_activations"]
+__all__ = ["EdgeCurve", "activation_curves", "activations_figure", "format_symbolic", "plot_activations"]
 
 MIN_ALPHA = 0.15
 """Shade of the least important edges, so that weak edges stay visible."""
 
 NUMERIC_COLOR, SYMBOLIC_COLOR, PRUNED_COLOR = "black", "tab:red", "0.6"
+
+KNOT_COLOR, KNOT_TICK = "tab:blue", 0.12
+"""Knot ticks: their colour and height as a fraction of the panel."""
 
 
 @dataclass(frozen=True)
@@ -43,6 +49,8 @@ class EdgeCurve:
         phi: (n,) the edge's values at z.
         params: (a, b, c, d) of a symbolic edge c·f(a·z + b) + d, else None.
         formula: the symbolic edge as text (:func:`format_symbolic`), else None.
+        knots: the distinct knots of input i (B-spline layers, uniform or free) that lie in [z[0], z[-1]],
+            increasing; None for a layer without knots (Chebyshev, RBF edges).
     """
 
     layer: int
@@ -54,6 +62,7 @@ class EdgeCurve:
     phi: np.ndarray
     params: tuple[float, float, float, float] | None = None
     formula: str | None = None
+    knots: np.ndarray | None = None
 
     @property
     def symbolic(self) -> bool:
@@ -69,6 +78,13 @@ def _prepare_x(model: torch.nn.Module, x: torch.Tensor) -> torch.Tensor:
         raise ValueError(f"x must be (batch, {n_in}) for a KAN of width {list(model.width)}, got shape {tuple(x.shape)}")
     ref = next(model.parameters(), None)
     return x if ref is None else x.to(dtype=ref.dtype, device=ref.device)
+
+
+def _knots_in(knots: np.ndarray, lo: float, hi: float) -> np.ndarray:
+    """The distinct values of knots in [lo, hi] (up to rounding: 1e-9 of the range), increasing."""
+    tol = 1e-9 * max(abs(hi - lo), 1e-12)
+    knots = np.unique(knots)
+    return knots[(knots >= lo - tol) & (knots <= hi + tol)]
 
 
 def _num(v: float) -> str:
@@ -134,8 +150,10 @@ def activation_curves(model: torch.nn.Module, x: torch.Tensor, n_points: int = 1
             phi = layer.edges(z, 0)[0].cpu().numpy()  # (n_points, in, out)
             z_np, score = z.cpu().numpy(), scores[l].cpu().numpy()
             params = layer.symbolic.params().cpu().numpy() if getattr(layer, "symbolic", None) is not None else None
+            knots = layer.knot_vector().detach().cpu().numpy() if hasattr(layer, "knot_vector") else None
             rows = []
             for i in range(phi.shape[1]):
+                inside = None if knots is None else _knots_in(knots[i], float(z_np[0, i]), float(z_np[-1, i]))
                 row = []
                 for o in range(phi.shape[2]):
                     kind = layer.edge_kind(i, o)
@@ -143,7 +161,7 @@ def activation_curves(model: torch.nn.Module, x: torch.Tensor, n_points: int = 1
                     if kind not in ("numeric", "pruned") and params is not None:
                         p = tuple(float(v) for v in params[i, o])
                         f = format_symbolic(kind, *p)
-                    row.append(EdgeCurve(l, i, o, kind, float(score[i, o]), z_np[:, i].copy(), phi[:, i, o].copy(), p, f))
+                    row.append(EdgeCurve(l, i, o, kind, float(score[i, o]), z_np[:, i].copy(), phi[:, i, o].copy(), p, f, inside))
                 rows.append(row)
             curves.append(rows)
     return curves
@@ -173,9 +191,32 @@ def plot_activations(
     Nodes are dots: the inputs (named by ``inputs``, default x0, x1, ...) at the bottom, the outputs
     (``outputs``, default u) at the top, hidden nodes numbered; each input node sits under its
     group of panels and thin lines join the panels to their two nodes.  Line shade follows the
-    edge's importance within its layer.  Written atomically; returns the path.
+    edge's importance within its layer.  With free knots, ticks along each numeric panel's bottom
+    mark its input's knots.  Written atomically; returns the path.
     """
+    fig = activations_figure(model, x, inputs, outputs, title, n_points)
+    path = Path(path)
+    with atomic_path(path) as tmp:
+        fig.savefig(tmp, dpi=dpi, format=path.suffix.lstrip(".") or "png")
+    return path
+
+
+def activations_figure(
+    model: torch.nn.Module,
+    x: torch.Tensor,
+    inputs: Sequence[str] | None = None,
+    outputs: Sequence[str] | None = None,
+    title: str | None = None,
+    n_points: int = 100,
+) -> Figure:
+    """The figure :func:`plot_activations` saves.  Edge i -> o of layer l is drawn on the axes with
+    gid ``edge<l>-<i>-<o>``; its knot ticks, if any, are a collection with gid ``knots``."""
     curves = activation_curves(model, x, n_points)
+    # Knots are marked only when the KAN has free knots: uniform knots are evenly spaced by construction,
+    # so their ticks would say nothing beyond G and only clutter small panels (a comb at G = 50), while
+    # free knots show where training or refinement put resolution.  Then every B-spline layer is marked,
+    # a layer whose knots stayed uniform included, so layers can be compared.
+    mark_knots = bool(getattr(kan_of(model), "free_knots", False))
     width = list(model.width)
     in_names = _names(inputs, width[0], "x", "inputs")
     out_names = _names(outputs, width[-1], "u", "outputs")
@@ -230,6 +271,7 @@ def plot_activations(
             back.plot([cx, node_x[l + 1][c.o]], [y0 + panel, node_y[l + 1] - 0.07], color=color, alpha=a_line, **line_kw)
 
             ax = fig.add_axes(((cx - panel / 2) / W, y0 / H, panel / W, panel / H))
+            ax.set_gid(f"edge{l}-{c.i}-{c.o}")
             ax.set_xticks([])
             ax.set_yticks([])
             for spine in ax.spines.values():
@@ -243,6 +285,10 @@ def plot_activations(
             ax.plot(c.z, c.phi, color=color, alpha=alpha, lw=1.4)
             if c.z[-1] > c.z[0]:
                 ax.set_xlim(c.z[0], c.z[-1])
+            if mark_knots and c.kind == "numeric" and c.knots is not None and c.knots.size:
+                # short ticks up from the bottom axis: x in data, y in axes fraction, so they do not move the limits
+                ax.vlines(c.knots, 0, KNOT_TICK, transform=ax.get_xaxis_transform(), colors=KNOT_COLOR,
+                          lw=0.8, alpha=0.9, gid="knots")
             if c.formula is not None:
                 ax.set_title(c.formula, fontsize=fs - 1, color=SYMBOLIC_COLOR, pad=2,
                              bbox=dict(facecolor="white", edgecolor="none", pad=0.5))
@@ -259,8 +305,4 @@ def plot_activations(
                 back.text(nx + 0.08, node_y[l], str(k), ha="left", va="center", fontsize=7, color="0.35")
     if title:
         fig.suptitle(title, y=1 - 0.15 / H, va="top", fontsize=11)
-
-    path = Path(path)
-    with atomic_path(path) as tmp:
-        fig.savefig(tmp, dpi=dpi, format=path.suffix.lstrip(".") or "png")
-    return path
+    return fig

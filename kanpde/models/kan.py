@@ -187,7 +187,7 @@ class KANLayer(EdgeLayer):
     def forward_numeric(self, x: torch.Tensor) -> torch.Tensor:
         """x: (batch, in) -> (batch, out)."""
         if self.knots is not None:  # per-cell polynomials: no dense basis on non-uniform knots
-            return self.edge_derivatives(x, 0)[0].sum(1)
+            return self.edge_derivatives(x, 0, graph_to_input=x.requires_grad)[0].sum(1)
         base, sp = self.scales()
         B = padded_bspline_basis(x, self.grid_lo, self.grid_h, self.grid, self.k).flatten(1)
         W = pad_coefficients(self.coef * sp.unsqueeze(1), self.k).flatten(0, 1)
@@ -339,7 +339,7 @@ class KANLayer(EdgeLayer):
         whole line), each interior cell split into ``grid // G`` equal parts, then the longest cells halved
         until ``grid`` is reached."""
         grid = checks.positive_int("grid", grid)
-        if self.knots is None or grid <= self.grid:
+        if self.knots is None or grid < self.grid:
             return self.refit(grid)
         self.insert_knots(subdivision(self.knots, self.k, grid - self.grid))
 

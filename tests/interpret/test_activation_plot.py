@@ -99,3 +99,64 @@ def test_bad_inputs(model, x, tmp_path):
     with pytest.raises(ValueError, match="inputs"):
         plot_activations(model, x, tmp_path / "n.png", inputs=["x"])
     assert not any(tmp_path.iterdir())
+
+
+def _knot_ticks(fig, l, i, o):
+    """x positions of the knot ticks on the panel of edge i -> o of layer l (None: no ticks)."""
+    (ax,) = [a for a in fig.axes if a.get_gid() == f"edge{l}-{i}-{o}"]
+    ticks = [c for c in ax.collections if c.get_gid() == "knots"]
+    if not ticks:
+        return None
+    (ticks,) = ticks
+    segs = ticks.get_segments()
+    assert all(s[0, 0] == s[1, 0] for s in segs)  # vertical
+    return ax, np.array([s[0, 0] for s in segs])
+
+
+def test_free_knots_are_marked_in_each_panel(model, x):
+    """With free knots each numeric panel carries ticks at exactly its input's knots inside the panel's range."""
+    from kanpde.interpret.activations import activations_figure
+
+    seen = model.layer_inputs(x)
+    # layer 0 sees the normalised inputs in [-1, 1]; layer 1's new knots go where its inputs are
+    model.layers[0].insert_knots(torch.tensor([[0.1, 0.13], [-0.5, -0.45]]))
+    mid = seen[1].min(0).values + 0.37 * (seen[1].max(0).values - seen[1].min(0).values)
+    model.layers[1].insert_knots(torch.stack([mid, mid + 1e-2], 1))
+    assert model.free_knots
+    fig = activations_figure(model, x, inputs=["x", "y"])
+    curves = activation_curves(model, x)
+    n_marked = 0
+    for l, layer in enumerate(model.layers):
+        knots = layer.knot_vector().numpy()
+        for i in range(layer.in_features):
+            lo, hi = seen[l][:, i].min().item(), seen[l][:, i].max().item()
+            expected = np.unique(knots[i][(knots[i] >= lo - 1e-12) & (knots[i] <= hi + 1e-12)])
+            assert expected.size >= 2  # the panels show several knots, the inserted ones among them
+            for o in range(layer.out_features):
+                c = curves[l][i][o]
+                np.testing.assert_array_equal(c.knots, expected)
+                marked = _knot_ticks(fig, l, i, o)
+                if c.kind != "numeric":  # symbolic and pruned edges do not use the knots: no ticks
+                    assert marked is None
+                    continue
+                ax, xs = marked
+                np.testing.assert_allclose(xs, expected, rtol=0, atol=1e-12)
+                assert ax.get_xlim() == pytest.approx((c.z[0], c.z[-1]))  # the ticks did not widen the panel
+                n_marked += 1
+    assert n_marked == (2 * 3 - 1) + (3 * 1 - 1)  # every numeric edge: 6 + 3 less the symbolic and the pruned one
+    inserted = _knot_ticks(fig, 0, 0, 0)[1]
+    assert np.isclose(inserted, 0.1).any() and np.isclose(inserted, 0.13).any()
+
+
+def test_uniform_knots_are_not_marked(model, x, tmp_path):
+    """Uniform knots: the curves know them, the panels stay plain."""
+    from kanpde.interpret.activations import activations_figure
+
+    assert not model.free_knots
+    fig = activations_figure(model, x)
+    curves = activation_curves(model, x)
+    for l, layer in enumerate(model.layers):
+        for i in range(layer.in_features):
+            for o in range(layer.out_features):
+                assert curves[l][i][o].knots.size >= 2
+                assert _knot_ticks(fig, l, i, o) is None
