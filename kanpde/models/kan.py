@@ -25,7 +25,7 @@ from kanpde.models.chebyshev import ChebyshevKANLayer
 from kanpde.models.edge import EdgeLayer
 from kanpde.models.embedding import embedding_from
 from kanpde.models.knots import (check_knots, cover, extend_knots, insert_knots, interior, knot_basis,
-                                 knot_cell_polynomials, knot_cells, subdivision, uniform_knots)
+                                 knot_cell_polynomials, knot_cells, knot_pieces, subdivision, uniform_knots)
 from kanpde.models.normalize import BoxNormalizer
 from kanpde.models.rbf import RBFKANLayer
 
@@ -170,6 +170,17 @@ class KANLayer(EdgeLayer):
         """Whether the knots are the uniform grid ``grid_lo + j·grid_h`` (no ``knots`` buffer)."""
         return self.knots is None
 
+    def pieces(self) -> torch.Tensor:
+        """:func:`~kanpde.models.knots.knot_pieces` of the free knots, kept until the knots change (they are
+        a few dozen small operations per layer, a fixed cost each evaluation would otherwise pay)."""
+        t = self.knots
+        if torch.compiler.is_compiling():
+            return knot_pieces(t, self.k)
+        cached = getattr(self, "_pieces_cache", None)  # (the knots tensor itself, its version, k, pieces)
+        if cached is None or cached[0] is not t or cached[1] != t._version or cached[2] != self.k:
+            cached = self._pieces_cache = (t, t._version, self.k, knot_pieces(t, self.k))
+        return cached[3]
+
     def locate(self, h: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """h: (batch, in) -> each point's cell (batch, in) int64 (G + 2k: outside the knots) and its
         offset xi (batch, in) from the cell's left knot, differentiable in h."""
@@ -218,7 +229,7 @@ class KANLayer(EdgeLayer):
         The last cell (outside the grid) has only the silu term.  Differentiable in the parameters."""
         base, sp = self.scales()
         if self.knots is not None:
-            P = knot_cell_polynomials(self.coef * sp.unsqueeze(1), self.knots, self.k)  # in powers of xi already
+            P = knot_cell_polynomials(self.coef * sp.unsqueeze(1), self.knots, self.k, self.pieces())  # in powers of xi already
         else:
             P = cell_polynomials(self.coef * sp.unsqueeze(1), self.k)  # (in, G+2k+1, k+1, out), in powers of t
             P = P * self.grid_h[:, None, None, None] ** -torch.arange(self.k + 1, device=P.device, dtype=P.dtype)[:, None]  # powers of xi = t·h

@@ -96,13 +96,15 @@ def knot_pieces(knots: torch.Tensor, k: int) -> torch.Tensor:
     return pieces * valid.to(pieces.dtype)[None, :, :, None]
 
 
-def knot_cell_polynomials(coef: torch.Tensor, knots: torch.Tensor, k: int) -> torch.Tensor:
+def knot_cell_polynomials(coef: torch.Tensor, knots: torch.Tensor, k: int, pieces: torch.Tensor | None = None) -> torch.Tensor:
     """Every edge's spline as one polynomial per cell, in powers of xi = x - t_c.
 
     coef: (in, G + k, out), knots: (in, G + 2k + 1) -> (in, G + 2k + 1, k + 1, out); the last cell
-    (outside the knots) is all zeros.  Differentiable in coef.
+    (outside the knots) is all zeros.  Differentiable in coef.  ``pieces``: :func:`knot_pieces` of the
+    knots, when the caller keeps them.
     """
-    pieces = knot_pieces(knots, k)  # (in, cells, r, p)
+    if pieces is None:
+        pieces = knot_pieces(knots, k)  # (in, cells, r, p)
     pad = coef.new_zeros(coef.shape[0], k, coef.shape[2])
     windows = torch.cat([pad, coef, pad], dim=1).unfold(1, k + 1, 1)  # (in, cells, out, q): basis c - k + q
     P = torch.einsum("icoq,icqp->icpo", windows, pieces.flip(2))  # window position q meets piece r = k - q

@@ -48,10 +48,11 @@ static inline void prepare(idx n, const REAL *restrict h, const REAL *restrict s
         for (idx b = 0; b < n; ++b) {
             REAL x = h[b];
             int inside = x >= t[0] && x < t[n_cells];
-            idx a = 0, z = n_cells; /* t[a] <= x < t[z] */
-            while (inside && z - a > 1) {
-                idx m = (a + z) / 2;
-                if (t[m] <= x) a = m; else z = m;
+            idx a = 0, len = n_cells; /* the last knot t[a] <= x among t[0 .. n_cells - 1], without branches */
+            while (len > 1) {
+                idx half = len / 2;
+                a = t[a + half] <= x ? a + half : a;
+                len -= half;
             }
             cell[b] = inside ? (int)a : (int)n_cells;
             xi[b] = inside ? x - t[a] : 0;

@@ -670,3 +670,20 @@ def test_subdivision_beyond_a_multiple_halves_the_longest_cells():
     knots = torch.tensor([[-3.0, -2.0, 0.0, 0.5, 2.5, 3.0, 4.0, 5.0]], dtype=F64)  # interior cells 0.5, 2, 0.5
     new = subdivision(knots, k, 2)  # no whole refinement (3 + 2 < 2·3): the 2-long cell halved, then a half of it
     assert torch.allclose(torch.sort(new[0]).values, torch.tensor([1.0, 1.5], dtype=F64))
+
+
+def test_the_kept_cell_pieces_follow_every_change_of_the_knots():
+    """The layer keeps knot_pieces between evaluations: changing the knots in place, replacing them, or loading
+    others must all be seen (the result equals a model built afresh on those knots)."""
+    model = free_model([2, 3, 1], seed=21)
+    x = torch.rand(200, 2, dtype=torch.float64) * 3 - 1.5
+    model(x)  # fills the cache
+    other = free_model([2, 3, 1], seed=22)
+    for layer, new in zip(model.layers, other.layers):
+        layer.knots.copy_(new.knots)  # in place: same tensor, new version
+        for mine, theirs in zip(layer.parameters(), new.parameters()):
+            mine.data.copy_(theirs.data)
+    torch.testing.assert_close(model(x), reference(other, x), rtol=1e-12, atol=1e-12)
+    third = free_model([2, 3, 1], seed=23)
+    model.load_state_dict(third.state_dict())
+    torch.testing.assert_close(model(x), reference(third, x), rtol=1e-12, atol=1e-12)
