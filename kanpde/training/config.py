@@ -35,11 +35,13 @@ class GridExtensionConfig:
 class KnotsConfig:
     """Adaptive knots (:mod:`kanpde.training.callbacks.knots`): every ``every`` steps, ``method`` (none | insert |
     move | density) by ``indicator`` (residual | input | curvature).  ``insert``: knots added (or, for move,
-    moved) per input each time, up to ``budget`` parameters (0: no limit); ``follow``: hidden layers' knots
-    first grow to cover their inputs, widened by ``margin``; ``floor``: the uniform share of a density."""
+    moved) per input each time, up to ``budget`` parameters (0: no limit); no change at or after step ``until``
+    (None: to the end); ``follow``: hidden layers' knots first grow to cover their inputs, widened by
+    ``margin``; ``floor``: the uniform share of a density."""
     method: str = "none"
     indicator: str = "residual"
     every: int = 500
+    until: Optional[int] = None
     insert: int = 2
     budget: int = 0
     follow: bool = True
@@ -313,6 +315,7 @@ class TrainerConfig:
                                     checks.positive_int("budget", kn.budget, minimum=0),
                                     checks.number_in("margin", kn.margin, 0.0),
                                     checks.number_in("floor", kn.floor, 0.0, 1.0)))
+        kn.until = None if kn.until is None else checks.positive_int("trainer.knots.until", kn.until, minimum=0)
         if not isinstance(kn.follow, bool):
             raise ValueError(f"trainer.knots.follow must be true or false, got {kn.follow!r}")
 

@@ -74,8 +74,9 @@ def test_kan_and_mlp_presets_hold_the_training_settings_equal():
     assert kan.problem == mlp.problem and kan.problem._target_.endswith("Poisson2D")
     assert (kan.problem.n_interior, kan.problem.n_boundary, kan.problem.weights.pde) == (10000, 800, 0.01)
     for key in kan.trainer:
-        if key != "grid_extension":
+        if key not in ("grid_extension", "grid_update"):  # the grid settings: KAN only
             assert kan.trainer[key] == mlp.trainer[key], key
+    assert (kan.trainer.grid_extension.method, kan.trainer.grid_update) == ("insert", "follow")  # exact extensions
     assert kan.seed == mlp.seed and kan.hydra.sweeper.params.seed == mlp.hydra.sweeper.params.seed == "0,1,2"
     assert kan.trainer.steps == mlp.trainer.steps
     assert list(mlp.trainer.grid_extension.grids) == [] and list(kan.trainer.grid_extension.grids)[-1] > kan.model.grid

@@ -134,7 +134,8 @@ class KnotRefinement(Callback):
 
     def on_step_start(self, state: TrainState) -> None:
         step = state.step
-        if step == 0 or step % self.config.every or step >= self.steps:
+        until = self.steps if self.config.until is None else min(self.config.until, self.steps)
+        if step == 0 or step % self.config.every or step >= until:
             return
         model: KAN = state.model
         x = state.points["pde"]["x"]

@@ -137,6 +137,12 @@ def test_knot_changes_in_training(f64, poisson, method):
     assert all(v > 0 for v in result.history["knot_indicator"][4:])
 
 
+def test_no_change_from_step_until_on(f64, poisson):
+    settings = dict(optimizer="adam", lr=1e-2, knots={"method": "insert", "every": 3, "insert": 1, "until": 7, "follow": False})
+    _, model, probe = _train(poisson, settings)
+    assert _changes(probe) == [3, 6] and model.grid == 7
+
+
 def test_a_zero_indicator_changes_nothing(f64, poisson, monkeypatch):
     monkeypatch.setattr(type(poisson), "pde_pointwise", lambda self, model, x, derivatives: torch.zeros(x.shape[0]))
     _, model, probe = _train(poisson, dict(optimizer="adam", lr=1e-2, knots={"method": "insert", "every": 4}))
