@@ -46,12 +46,12 @@ def n_params(width: list[int], grid: int, k: int = 3) -> int:
     return sum(a * b for a, b in zip(width, width[1:])) * (grid + k + 2)
 
 
-def overrides(problem: str, variant: str, width: list[int], grid: int, steps: int, every: int) -> list[str]:
+def overrides(problem: str, variant: str, width: list[int], grid: int, steps: int, every: int, seed: int = 0) -> list[str]:
     """The ``python -m kanpde`` overrides of one run."""
     changes = max(1, steps // every - 1)  # knot changes at every, 2·every, ... < steps
     common = [f"problem={problem}", f"model.width=[{','.join(map(str, width))}]", "trainer.grid_extension.at=[]",
               "trainer.grid_extension.grids=[]", "trainer.optimizer=adam_lbfgs", f"trainer.adam_steps={steps // 4}",
-              f"trainer.steps={steps}", "trainer.progress=false", "trainer.resume=auto", "plots=false", "threads=1", "seed=0"]
+              f"trainer.steps={steps}", "trainer.progress=false", "trainer.resume=auto", "plots=false", "threads=1", f"seed={seed}"]
     if variant == "uniform":
         return [*common, f"model.grid={grid}"]
     method, indicator = variant.split("/")
@@ -70,7 +70,7 @@ def run(out: Path, problem: str, variant: str, args: argparse.Namespace) -> dict
     results = run_dir / "results.h5"
     done = results.exists() and read_results(results)["attrs"]["status"] == "ok"
     if not done:
-        cmd = [sys.executable, "-m", "kanpde", *overrides(problem, variant, width, args.grid, args.steps, args.every),
+        cmd = [sys.executable, "-m", "kanpde", *overrides(problem, variant, width, args.grid, args.steps, args.every, args.seed),
                f"hydra.run.dir={run_dir}"]
         run_dir.mkdir(parents=True, exist_ok=True)
         start = time.time()
@@ -94,6 +94,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--every", type=int, default=250, help="steps between knot changes")
     ap.add_argument("--quick", action="store_true", help="--steps 1000 --every 125 --grid 12")
     ap.add_argument("--jobs", type=int, default=2, help="runs at a time, one thread each")
+    ap.add_argument("--seed", type=int, default=0, help="seed of the points and the initial network (default 0)")
     ap.add_argument("--out", type=Path, default=None, help="directory (default multirun/knots_study/<time>)")
     args = ap.parse_args(argv)
     if args.quick:
@@ -111,7 +112,7 @@ def main(argv: list[str] | None = None) -> int:
         writer = csv.DictWriter(fh, fieldnames=list(rows[0]))
         writer.writeheader()
         writer.writerows(rows)
-    print(f"\nKAN [{args.width}], G = {args.grid}, {args.steps} steps (Adam {args.steps // 4}, then L-BFGS), knots changed every {args.every}")
+    print(f"\nseed {args.seed}, KAN [{args.width}], G = {args.grid}, {args.steps} steps (Adam {args.steps // 4}, then L-BFGS), knots changed every {args.every}")
     print("| problem | variant | params | rel L2 | vs uniform | wall time |")
     print("|---|---|---|---|---|---|")
     for r in rows:

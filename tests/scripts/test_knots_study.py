@@ -23,7 +23,8 @@ def test_every_variant_trains_the_same_recipe_to_the_same_parameter_count(study)
     shared = ("problem", "model.width", "trainer.optimizer", "trainer.adam_steps", "trainer.steps", "seed", "trainer.grid_extension.at")
     for key in shared:
         assert len({_value(args, key) for args in runs.values()}) == 1, key
-    assert _value(runs["uniform"], "model.grid") == "20"
+    assert _value(runs["uniform"], "model.grid") == "20" and _value(runs["uniform"], "seed") == "0"
+    assert _value(study.overrides("burgers1d", "uniform", width, grid, steps, every, seed=3), "seed") == "3"
     insert = runs["insert/residual"]
     # seven changes (at 250 .. 1750) of one knot per input: 13 -> 20, stopped by the uniform run's parameter count
     assert _value(insert, "model.grid") == "13" and _value(insert, "trainer.knots.insert") == "1"
