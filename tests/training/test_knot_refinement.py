@@ -198,3 +198,14 @@ def test_bad_knot_settings_are_refused_naming_the_field(f64, poisson):
     cheb = KAN([1, 3, 1], grid=5, bounds=([-1.0], [1.0]), basis="chebyshev").double()
     with pytest.raises(ValueError, match="grid_extension.method=insert needs B-spline edges"):
         Trainer(steps=4, progress=False, grid_extension={"at": [2], "grids": [10], "method": "insert"}).fit(poisson, cheb, points)
+
+
+def test_exact_extension_settings_without_an_extension_are_named_in_a_note():
+    kan = KAN([1, 3, 1], grid=5)
+    for settings, name in [(dict(grid_update="follow"), "trainer.grid_update=follow"),
+                           (dict(grid_extension={"at": [], "grids": [], "method": "insert"}), "trainer.grid_extension.method=insert")]:
+        notes = Trainer(grid_extension=settings.get("grid_extension", {"at": [], "grids": []}),
+                        grid_update=settings.get("grid_update", "none")).schedule_notes(kan)
+        assert any(n.startswith(f"{name} acts at grid extensions, and none is scheduled") for n in notes), notes
+    follow = Trainer(grid_update="follow", grid_extension={"at": [5], "grids": [10]}).schedule_notes(kan)
+    assert not any("none is scheduled" in n for n in follow)

@@ -125,6 +125,9 @@ def schedule_notes(config: TrainerConfig, model: nn.Module) -> list[str]:
         notes.append(f"trainer.steps={config.steps} ends before the grid extension(s) "
                      + ", ".join(f"G={g} at step {s}" for s, g in late) + ", which are skipped")
     schedule = extensions(config, model)
+    if not schedule and (config.grid_update != "none" or ext.method != "refit"):
+        setting = f"trainer.grid_update={config.grid_update}" if config.grid_update != "none" else f"trainer.grid_extension.method={ext.method}"
+        notes.append(f"{setting} acts at grid extensions, and none is scheduled (trainer.grid_extension.at / grids): it changes nothing")
     kept = [g for s, g in zip(ext.at, ext.grids) if g <= model.grid]
     if kept:
         notes.append(f"model.grid={model.grid} is already as fine as scheduled grid(s) {kept}; extensions: "
