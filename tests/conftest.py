@@ -58,3 +58,32 @@ def poisson():
     from kanpde.problems.poisson import Poisson1D
 
     return Poisson1D(n_interior=200)
+
+
+def jet_loss(parts) -> torch.Tensor:
+    """A loss that uses every part of a jet (value, first and second partials), each weighted differently."""
+    return sum((p * (j + 1)).square().mean() for j, p in enumerate(parts))
+
+
+def kernel_jet_and_grads(model, x: torch.Tensor, pairs, kernel: bool):
+    """A KAN's jet at x and the parameter gradients of :func:`jet_loss` of it, with the CPU kernel on or off:
+    (parts, {name: gradient}, how many layers the kernel computed)."""
+    from kanpde.models import native
+
+    calls = []
+    apply = native.LayerJet.apply
+
+    def counting(*args):
+        calls.append(1)
+        return apply(*args)
+
+    model.zero_grad(set_to_none=True)
+    native.LayerJet.apply = counting
+    try:
+        with native.switched(kernel):
+            jet = model.forward_jet(x, pairs)
+    finally:
+        native.LayerJet.apply = apply
+    parts = [jet.value, jet.first] + ([jet.second] if pairs else [])
+    jet_loss(parts).backward()
+    return [p.detach() for p in parts], {n: p.grad.clone() for n, p in model.named_parameters()}, len(calls)

@@ -17,6 +17,8 @@ from kanpde.models.basis import cox_de_boor_basis
 from kanpde.models.knots import (check_knots, cover, extend_knots, insert_knots, knot_basis, subdivision,
                                  uniform_knots)
 
+from conftest import jet_loss, kernel_jet_and_grads
+
 F64 = torch.float64
 PAIRS = ((0, 0), (0, 1), (1, 1))
 
@@ -81,30 +83,8 @@ def reference_jet(model: KAN, x: torch.Tensor, pairs):
     return y, first, second
 
 
-def jet_loss(parts) -> torch.Tensor:
-    return sum((p * (j + 1)).square().mean() for j, p in enumerate(parts))
-
-
 def jet_and_grads(model: KAN, x: torch.Tensor, kernel: bool):
-    """The network's jet and the parameter gradients of a loss using all of it, with the kernel on or off,
-    and how many layers the kernel computed."""
-    calls = []
-    apply = native.LayerJet.apply
-
-    def counting(*args):
-        calls.append(1)
-        return apply(*args)
-
-    model.zero_grad(set_to_none=True)
-    native.LayerJet.apply = counting
-    try:
-        with native.switched(kernel):
-            jet = model.forward_jet(x, PAIRS)
-    finally:
-        native.LayerJet.apply = apply
-    parts = [jet.value, jet.first, jet.second]
-    jet_loss(parts).backward()
-    return [p.detach() for p in parts], {n: p.grad.clone() for n, p in model.named_parameters()}, len(calls)
+    return kernel_jet_and_grads(model, x, PAIRS, kernel)
 
 
 def points(n: int, seed: int, spread: float = 1.5, extra: torch.Tensor | None = None) -> torch.Tensor:

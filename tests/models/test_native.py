@@ -8,6 +8,7 @@ import torch
 from kanpde import KAN
 from kanpde.models.jet import all_pairs
 from kanpde.models import native
+from conftest import kernel_jet_and_grads
 
 F64 = torch.float64
 
@@ -25,26 +26,9 @@ def points(dim: int, n: int, dtype: torch.dtype = F64, seed: int = 0) -> torch.T
 
 
 def jet_and_grads(model: KAN, x: torch.Tensor, pairs, kernel: bool):
-    """The network's jet and the parameter gradient of a loss using every part of it, with the kernel
-    on or off, and how many layers the kernel computed."""
-    calls = []
-    apply = native.LayerJet.apply
-
-    def counting(*args):
-        calls.append(1)
-        return apply(*args)
-
-    model.zero_grad(set_to_none=True)
-    native.LayerJet.apply = counting
-    try:
-        with native.switched(kernel):
-            jet = model.forward_jet(x, pairs)
-    finally:
-        native.LayerJet.apply = apply
-    parts = [jet.value, jet.first] + ([jet.second] if pairs else [])
-    loss = sum((p * (j + 1)).square().mean() for j, p in enumerate(parts))
-    loss.backward()
-    return [p.detach() for p in parts], [p.grad.clone() for p in model.parameters()], len(calls)
+    """:func:`conftest.kernel_jet_and_grads` with the gradients in the order of ``model.parameters()``."""
+    parts, grads, calls = kernel_jet_and_grads(model, x, pairs, kernel)
+    return parts, list(grads.values()), calls
 
 
 def rel(a: torch.Tensor, b: torch.Tensor) -> float:
