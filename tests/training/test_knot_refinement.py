@@ -209,3 +209,37 @@ def test_exact_extension_settings_without_an_extension_are_named_in_a_note():
         assert any(n.startswith(f"{name} acts at grid extensions, and none is scheduled") for n in notes), notes
     follow = Trainer(grid_update="follow", grid_extension={"at": [5], "grids": [10]}).schedule_notes(kan)
     assert not any("none is scheduled" in n for n in follow)
+
+
+def test_adam_moments_follow_the_coefficients_through_a_knot_insertion(f64, poisson):
+    """Boehm's insertion is linear: Adam's first moments, read as spline coefficients, must describe the same
+    function on the new knots as on the old (and the step count carries on)."""
+    from kanpde.models.knots import knot_basis
+
+    class Moments(Callback):
+        def __init__(self):
+            self.seen = {}
+
+        def _grab(self, state, when):
+            layer = state.model.layers[0]
+            st = state.optimizer.state.get(layer.coef, {})
+            if st:
+                self.seen[(state.step, when)] = (layer.knot_vector().clone(), st["exp_avg"].clone(), int(st["step"]))
+
+        def on_step_start(self, state):
+            self._grab(state, "start")
+
+        def on_step_end(self, state):
+            self._grab(state, "end")
+
+    model, points = setup_kan(poisson, [1, 4, 1])
+    moments = Moments()
+    Trainer(steps=6, optimizer="adam", lr=1e-2, progress=False, device="cpu", callbacks=[moments],
+            knots={"method": "insert", "every": 4, "insert": 2, "follow": False}).fit(poisson, model, points)
+    knots0, m0, n0 = moments.seen[(3, "end")]
+    knots1, m1, n1 = moments.seen[(4, "start")]
+    assert knots1.shape[1] == knots0.shape[1] + 2 and n1 == n0
+    z = torch.linspace(-3, 3, 601, dtype=torch.float64).unsqueeze(1)
+    before = torch.einsum("bim,imo->bio", knot_basis(z, knots0, 3), m0)
+    after = torch.einsum("bim,imo->bio", knot_basis(z, knots1, 3), m1)
+    torch.testing.assert_close(after, before, rtol=1e-12, atol=1e-14)

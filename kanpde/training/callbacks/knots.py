@@ -31,7 +31,7 @@ from torch import nn
 from kanpde.models.kan import KAN, KANLayer
 from kanpde.models.knots import subdivision
 from kanpde.training.callbacks.base import Callback
-from kanpde.training.callbacks.grid_extension import project_adam_state
+from kanpde.training.callbacks.grid_extension import adam_moments, restore_moments
 from kanpde.training.config import KnotsConfig
 from kanpde.training.state import TrainState
 
@@ -149,20 +149,14 @@ class KnotRefinement(Callback):
         if change is None:
             return
         state.end_stage()
-        carry = isinstance(state.optimizer, torch.optim.Adam)
-        old = dict(state.optimizer.state) if carry else {}
-        maps = [(layer.coef, layer.change_map(f)) for layer, f in zip(model.layers, change)]
-        for layer, f in zip(model.layers, change):
-            f(layer)
+        # Adam's moments follow the coefficients through the (linear) knot change
+        carried = adam_moments(state.optimizer, model, change) if isinstance(state.optimizer, torch.optim.Adam) else None
+        with torch.no_grad():
+            for layer, f in zip(model.layers, change):
+                f(layer)
         state.model_changed()
-        if carry:  # Adam's moments follow the coefficients through the (linear) knot change
-            for group in state.optimizer.param_groups:
-                for p in group["params"]:
-                    if p in old:
-                        state.optimizer.state[p] = old[p]
-            for layer, (coef, P) in zip(model.layers, maps):
-                if coef in old:
-                    state.optimizer.state[layer.coef] = project_adam_state(old[coef], P, dim=1)
+        if carried is not None and isinstance(state.optimizer, torch.optim.Adam):
+            restore_moments(state.optimizer, model, *carried)
         log.info("step %d: knots %s by the %s indicator: G = %d, %d parameters", step, self.config.method,
                  self.config.indicator, model.grid, model.n_params())
 
