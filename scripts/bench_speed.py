@@ -3,6 +3,7 @@
     python scripts/bench_speed.py --quick            # N = 1k, 10k in float32: about a minute on 2 cores
     python scripts/bench_speed.py                    # N = 1k, 10k, 100k in float32 and float64
     python scripts/bench_speed.py --out bench.csv --compile
+    python scripts/bench_speed.py --n 10000 --grids 5 20 100 200   # cost against the grid size
 
 For every (model, N, dtype, derivative back end) it times, in this one process so that the ratios
 are taken side by side:
@@ -170,6 +171,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda"])
     parser.add_argument("--compile", action="store_true", help="add rows with the forward back end under torch.compile")
     parser.add_argument("--out", type=Path, default=Path("bench_speed.csv"), help="CSV file for the table")
+    parser.add_argument("--grids", type=int, nargs="+", default=[5],
+                        help="KAN grid sizes: the full table at the first, one kernel row more per further grid (e.g. 5 200)")
     args = parser.parse_args(argv)
     if args.repeats < 1:
         parser.error(f"--repeats must be positive, got {args.repeats}")
@@ -177,15 +180,18 @@ def main(argv: list[str] | None = None) -> int:
     dtypes = args.dtype or (["float32"] if args.quick else ["float32", "float64"])
     if any(n < 1 for n in ns):
         parser.error(f"--n values must be positive, got {ns}")
+    if any(g < 1 for g in args.grids):
+        parser.error(f"--grids values must be positive, got {args.grids}")
     device = torch.device("cuda" if args.device == "auto" and torch.cuda.is_available() else "cpu" if args.device == "auto" else args.device)
     if device.type == "cuda" and not torch.cuda.is_available():
         parser.error("--device cuda, but torch sees no CUDA device")
 
-    kan_cfg = {"width": [2, 10, 1], "grid": 5, "k": 3}
+    kan_cfg = {"width": [2, 10, 1], "grid": args.grids[0], "k": 3}
     n_kan = KAN(**kan_cfg).n_params()
     w = equal_mlp_width(n_kan)
-    kan_name, eq_name, big_name, py_name = "KAN[2,10,1] G=5", f"MLP[2,{w},{w},1]", "MLP[2,100,100,100,1]", "pykan KAN[2,10,1] G=5"
-    free_name = "KAN[2,10,1] G=5 free knots"
+    g0 = args.grids[0]
+    kan_name, eq_name, big_name, py_name = f"KAN[2,10,1] G={g0}", f"MLP[2,{w},{w},1]", "MLP[2,100,100,100,1]", f"pykan KAN[2,10,1] G={g0}"
+    free_name = f"KAN[2,10,1] G={g0} free knots"
     notes = []
     have_pykan = pykan_model(**kan_cfg) is not None
     if not have_pykan:
@@ -216,6 +222,8 @@ def main(argv: list[str] | None = None) -> int:
                 (big_name, "mlp", lambda: MLP([2, 100, 100, 100, 1], bounds=BOUNDS), "forward"),
                 (big_name, "mlp", lambda: MLP([2, 100, 100, 100, 1], bounds=BOUNDS), "autograd"),
             ]
+            for g in args.grids[1:]:
+                cases.append((f"KAN[2,10,1] G={g}", "kan", lambda g=g: KAN(**{**kan_cfg, "grid": g}, bounds=BOUNDS), "forward"))
             if have_pykan:
                 cases.append((py_name, "pykan", lambda: pykan_model(**kan_cfg, device=device), "autograd"))
             if args.compile:
@@ -267,6 +275,15 @@ def main(argv: list[str] | None = None) -> int:
             d = ratio(rows, kan_fast, (py_name, "autograd"), n, dtype_name)
             e = ratio(rows, (free_name, "forward"), kan_fast, n, dtype_name)
             print(f"| {n} | {dtype_name} | {a:.2f} | {b:.2f} | {c:.2f} | {d:.2f} | {e:.2f} |")
+    if len(args.grids) > 1:
+        print()
+        print(f"ms_eval of the KAN [2,10,1] with the forward back end at each grid, divided by that at G = {g0}:")
+        print("| N | dtype | " + " | ".join(f"G = {g}" for g in args.grids[1:]) + " |")
+        print("|---|---|" + "---|" * (len(args.grids) - 1))
+        for dtype_name in dtypes:
+            for n in ns:
+                cells = [ratio(rows, (f"KAN[2,10,1] G={g}", "forward"), kan_fast, n, dtype_name) for g in args.grids[1:]]
+                print(f"| {n} | {dtype_name} | " + " | ".join(f"{c:.2f}" for c in cells) + " |")
     for note in notes:
         print(f"note: {note}")
     print(f"wrote {args.out}")

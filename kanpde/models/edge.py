@@ -62,12 +62,14 @@ class EdgeLayer(nn.Module, ABC):
         return self.scale_base * self.mask, self.scale_sp * self.mask
 
     @abstractmethod
-    def forward_numeric(self, x: torch.Tensor) -> torch.Tensor:
-        """x: (batch, in) -> (batch, out): the numeric edges' sum at each output."""
+    def forward_numeric(self, x: torch.Tensor, graph_to_input: bool = True) -> torch.Tensor:
+        """x: (batch, in) -> (batch, out): the numeric edges' sum at each output.  ``graph_to_input=False``
+        allows a path whose gradient to x can be taken only once (enough for parameter gradients)."""
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        """x: (batch, in) -> (batch, out)."""
-        y = self.forward_numeric(x)
+    def forward(self, x: torch.Tensor, graph_to_input: bool = True) -> torch.Tensor:
+        """x: (batch, in) -> (batch, out).  ``graph_to_input``: keep a graph to x that autograd can
+        differentiate again (nested derivatives of the network's input); False when none is needed."""
+        y = self.forward_numeric(x, graph_to_input)
         if self.symbolic is not None and self.symbolic.groups:
             y = y + self.symbolic.derivatives(x, 0)[0].sum(1)
         return y
@@ -252,8 +254,8 @@ class DenseEdgeLayer(EdgeLayer):
         """(in, out, G + k): the scaled coefficients, transposed for ``coef_t @ basis``."""
         return (self.coef * scale_sp.unsqueeze(1)).transpose(1, 2)
 
-    def forward_numeric(self, x: torch.Tensor) -> torch.Tensor:
-        """x: (batch, in) -> (batch, out)."""
+    def forward_numeric(self, x: torch.Tensor, graph_to_input: bool = True) -> torch.Tensor:
+        """x: (batch, in) -> (batch, out); ordinary autograd, so ``graph_to_input`` changes nothing."""
         base, sp = self.scales()
         B = self.basis_derivatives(x, 0)[0][0]  # (in, G+k, batch)
         return torch.bmm(self._coef_t(sp), B).sum(0).t() + F.silu(x) @ base

@@ -195,10 +195,24 @@ class KANLayer(EdgeLayer):
             return knot_basis(x, self.knots, self.k)
         return uniform_bspline_basis(x, self.grid_lo, self.grid_h, self.grid, self.k)
 
-    def forward_numeric(self, x: torch.Tensor) -> torch.Tensor:
-        """x: (batch, in) -> (batch, out)."""
+    def kernel_applies(self, x: torch.Tensor) -> bool:
+        """Whether the CPU kernel (:mod:`.native`) can evaluate this layer at x: it is built for x's device and
+        dtype, k is within its range, and no ``torch.compile`` is tracing (which needs the torch operations)."""
+        return self.k <= native.MAX_K and not torch.compiler.is_compiling() and native.available(x, self.coef)
+
+    def forward_numeric(self, x: torch.Tensor, graph_to_input: bool = True) -> torch.Tensor:
+        """x: (batch, in) -> (batch, out).
+
+        Where the CPU kernel applies and no graph to the input is asked for, the kernel evaluates each
+        point's cell polynomial (cost flat in G); otherwise free knots take the per-cell torch operations
+        and uniform grids the dense padded basis (one matrix product, whose width grows with G)."""
+        if not graph_to_input and self.kernel_applies(x):
+            none = x.new_empty(0, x.shape[1], x.shape[0])  # no input derivatives carried
+            value = native.LayerJet.apply(x.t(), none, None, self.cell_coefficients(), self.grid_lo, self.grid_h,
+                                          self.knots, self.k, ())[0]
+            return value.t()
         if self.knots is not None:  # per-cell polynomials: no dense basis on non-uniform knots
-            return self.edge_derivatives(x, 0, graph_to_input=x.requires_grad)[0].sum(1)
+            return self.edge_derivatives(x, 0, graph_to_input=graph_to_input)[0].sum(1)
         base, sp = self.scales()
         B = padded_bspline_basis(x, self.grid_lo, self.grid_h, self.grid, self.k).flatten(1)
         W = pad_coefficients(self.coef * sp.unsqueeze(1), self.k).flatten(0, 1)
@@ -240,8 +254,7 @@ class KANLayer(EdgeLayer):
         whole layer in one loop over the points, where it is available and applies: numeric and pruned
         edges only, no graph to the inputs asked for (it differentiates once), and not inside
         ``torch.compile``, which traces the torch operations instead."""
-        if (graph_to_input or (self.symbolic is not None and self.symbolic.groups) or self.k > native.MAX_K
-                or torch.compiler.is_compiling() or not native.available(jet.value, self.coef)):
+        if graph_to_input or (self.symbolic is not None and self.symbolic.groups) or not self.kernel_applies(jet.value):
             return super().forward_jet(jet, graph_to_input)
         # the kernel works batch last; its outputs' transposes are the jet, and the next layer's
         # transposes of those are free
@@ -451,10 +464,12 @@ class KAN(nn.Module):
         return self.embedding(h) if self.embedding.active else h
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        """x: (batch, width[0]) -> (batch, width[-1])."""
+        """x: (batch, width[0]) -> (batch, width[-1]).  When x requires grad, every layer keeps a graph to
+        it that autograd can differentiate again (derivatives by nested autograd); otherwise the layers
+        may take the CPU kernel, whose gradients serve the parameters."""
         h = self.features(x)
         for layer in self.layers:
-            h = layer(h)
+            h = layer(h, graph_to_input=x.requires_grad)
         return h
 
     def forward_jet(self, x: torch.Tensor, pairs: Pairs = ()) -> Jet:

@@ -173,3 +173,37 @@ def test_a_library_that_does_not_match_its_hash_is_rebuilt(monkeypatch, tmp_path
     built.write_bytes(b"planted")  # what another hand could leave there: not loaded, rebuilt from the source
     again = native._build(native.compiler(), flags, native.cache_dir(), "double")
     assert again == built and again.read_bytes() == original
+
+
+@pytest.mark.parametrize("grid", [5, 60])
+def test_plain_evaluation_by_the_kernel_matches_the_dense_basis(grid):
+    """model(x) on the CPU runs each layer's cell polynomials through the kernel (cost flat in G); values and
+    parameter gradients equal the dense padded basis of the torch operations, also with a symbolic edge and
+    points outside the grids."""
+    if not native.available(torch.zeros(1, dtype=F64)):
+        pytest.skip("the KAN layer kernel is not available here")
+    torch.manual_seed(3)
+    model = KAN([2, 4, 3], grid=grid, init_scale=0.5).double()
+    model.layers[1].fix_symbolic(2, 0, "sin", (1.0, 0.2, 0.5, 0.1))
+    x = torch.rand(300, 2, dtype=F64) * 2.6 - 1.3
+    results = []
+    for kernel in (True, False):
+        model.zero_grad(set_to_none=True)
+        with native.switched(kernel):
+            y = model(x)
+        (y * torch.arange(1, 4, dtype=F64)).square().sum().backward()
+        results.append((y.detach(), [p.grad.clone() for p in model.parameters() if p.grad is not None]))
+    (y_k, g_k), (y_t, g_t) = results
+    torch.testing.assert_close(y_k, y_t, rtol=1e-12, atol=1e-13)
+    assert len(g_k) == len(g_t)
+    for a, b in zip(g_k, g_t):
+        torch.testing.assert_close(a, b, rtol=1e-11, atol=1e-12)
+    calls = []
+    apply = native.LayerJet.apply
+    native.LayerJet.apply = lambda *args: calls.append(1) or apply(*args)
+    try:
+        model(x)
+        model(x.clone().requires_grad_(True))  # a graph to x for nested autograd: the torch operations
+    finally:
+        native.LayerJet.apply = apply
+    assert len(calls) == 2  # both layers by the kernel once, none with a graph to x

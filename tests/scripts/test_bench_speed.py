@@ -51,11 +51,14 @@ def test_small_run_writes_every_row_with_the_columns(bench, tmp_path, capsys):
 def test_without_pykan_its_rows_are_skipped_with_a_note(bench, tmp_path, capsys, monkeypatch):
     monkeypatch.setattr(bench, "pykan_model", lambda *args, **kwargs: None)
     out = tmp_path / "b.csv"
-    assert bench.main(["--n", "32", "--dtype", "float32", "--repeats", "1", "--device", "cpu", "--out", str(out)]) == 0
+    assert bench.main(["--n", "32", "--dtype", "float32", "--repeats", "1", "--device", "cpu", "--grids", "5", "7",
+                       "--out", str(out)]) == 0
     with out.open() as fh:
         rows = list(csv.DictReader(fh))
-    assert len(rows) == 8 and not any(r["family"] == "pykan" for r in rows)
-    assert "pykan is not installed: its rows are skipped" in capsys.readouterr().out
+    assert len(rows) == 9 and not any(r["family"] == "pykan" for r in rows)
+    assert [r["n_params"] for r in rows if r["model"] == "KAN[2,10,1] G=7"] == ["360"]  # (7 + 3 + 2) per edge
+    printed = capsys.readouterr().out
+    assert "pykan is not installed: its rows are skipped" in printed and "divided by that at G = 5" in printed
 
 
 def test_bad_arguments_are_refused(bench):
