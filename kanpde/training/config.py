@@ -37,14 +37,14 @@ class KnotsConfig:
     move | density) by ``indicator`` (residual | input | curvature).  ``insert``: knots added (or, for move,
     moved) per input each time, up to ``budget`` parameters (0: no limit); no change at or after step ``until``
     (None: to the end); ``follow``: hidden layers' knots first grow to cover their inputs, widened by
-    ``margin``; ``floor``: the uniform share of a density."""
+    ``margin`` (this adds knots, so it is off by default); ``floor``: the uniform share of a density."""
     method: str = "none"
     indicator: str = "residual"
     every: int = 500
     until: Optional[int] = None
     insert: int = 2
     budget: int = 0
-    follow: bool = True
+    follow: bool = False
     margin: float = 0.05
     floor: float = 0.2
 

@@ -243,3 +243,13 @@ def test_adam_moments_follow_the_coefficients_through_a_knot_insertion(f64, pois
     before = torch.einsum("bim,imo->bio", knot_basis(z, knots0, 3), m0)
     after = torch.einsum("bim,imo->bio", knot_basis(z, knots1, 3), m1)
     torch.testing.assert_close(after, before, rtol=1e-12, atol=1e-14)
+
+
+def test_a_scheduled_extension_below_the_grid_knots_reached_is_skipped(f64, poisson):
+    """Knot insertion can pass a scheduled grid; the extension must then not refit the model to a coarser grid."""
+    settings = dict(optimizer="adam", lr=1e-2, knots={"method": "insert", "every": 3, "insert": 4, "until": 4},
+                    grid_extension={"at": [5], "grids": [8]})
+    result, model, probe = _train(poisson, settings)
+    grids = result.history["grid"]
+    assert grids[3] == 9 and grids[-1] == 9 and all(b >= a for a, b in zip(grids, grids[1:]))
+    assert model.free_knots and (probe.after[5] - probe.before[5]).abs().max() == 0

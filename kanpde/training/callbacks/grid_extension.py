@@ -185,8 +185,11 @@ class GridExtension(Callback):
         grid = self.schedule.get(state.step)
         if grid is None:
             return
-        state.end_stage()
         model: GridModel = state.model
+        if grid <= model.grid:  # adaptive knots grew the grid past this extension since the schedule was made
+            log.info(f"step {state.step}: the grid extension to G={grid} is skipped: the model has G={model.grid} already")
+            return
+        state.end_stage()
         if self.config.grid_update == "extension":
             model.update_grid(state.points["pde"]["x"])
         carry = self.config.extension_state == "carry" and isinstance(state.optimizer, torch.optim.Adam)

@@ -16,7 +16,7 @@ Methods:
                The removal is a least-squares refit, so the function changes a little.
   ``density``  the interior knots move to the quantiles of the indicator's density (mixed with a
                uniform one, ``floor``), the count unchanged; a least-squares refit.
-Before each change the hidden layers' knots grow to cover the inputs they see (``follow``), exactly.
+With ``follow``, before each change the hidden layers' knots grow to cover the inputs they see, exactly.
 Every input of every layer gets the same number of knots, so a layer's G stays one number.
 """
 from __future__ import annotations
