@@ -103,6 +103,20 @@ def restore_moments(opt: torch.optim.Optimizer, model: GridModel, states: dict, 
             opt.state[layer.coef] = project_adam_state(states[old_coef], P, dim=1)
 
 
+def change_layers(state: TrainState, changes: list[Callable], carry: bool) -> None:
+    """Apply ``changes[l]`` to layer l of the KAN (each linear in the layer's coefficients), give training a
+    fresh optimiser and, with ``carry`` and Adam, Adam's moments mapped like the coefficients."""
+    model = state.model
+    carry = carry and isinstance(state.optimizer, torch.optim.Adam)
+    carried = adam_moments(state.optimizer, model, changes) if carry else None
+    with torch.no_grad():
+        for layer, change in zip(model.layers, changes):
+            change(layer)
+    state.model_changed()
+    if carried is not None and isinstance(state.optimizer, torch.optim.Adam):
+        restore_moments(state.optimizer, model, *carried)
+
+
 def extensions(config: TrainerConfig, model: nn.Module) -> dict[int, int]:
     """The extensions ``config`` makes on ``model``: ``{step: new grid}`` for grids above the model's,
     at steps before the end of training."""
@@ -192,12 +206,4 @@ class GridExtension(Callback):
         state.end_stage()
         if self.config.grid_update == "extension":
             model.update_grid(state.points["pde"]["x"])
-        carry = self.config.extension_state == "carry" and isinstance(state.optimizer, torch.optim.Adam)
-        changes = self.changes(state, grid)
-        carried = adam_moments(state.optimizer, model, changes) if carry else None
-        with torch.no_grad():
-            for layer, change in zip(model.layers, changes):
-                change(layer)
-        state.model_changed()
-        if carried is not None and isinstance(state.optimizer, torch.optim.Adam):
-            restore_moments(state.optimizer, model, *carried)
+        change_layers(state, self.changes(state, grid), carry=self.config.extension_state == "carry")

@@ -31,7 +31,7 @@ from torch import nn
 from kanpde.models.kan import KAN, KANLayer
 from kanpde.models.knots import subdivision
 from kanpde.training.callbacks.base import Callback
-from kanpde.training.callbacks.grid_extension import adam_moments, restore_moments
+from kanpde.training.callbacks.grid_extension import change_layers
 from kanpde.training.config import KnotsConfig
 from kanpde.training.state import TrainState
 
@@ -149,14 +149,7 @@ class KnotRefinement(Callback):
         if change is None:
             return
         state.end_stage()
-        # Adam's moments follow the coefficients through the (linear) knot change
-        carried = adam_moments(state.optimizer, model, change) if isinstance(state.optimizer, torch.optim.Adam) else None
-        with torch.no_grad():
-            for layer, f in zip(model.layers, change):
-                f(layer)
-        state.model_changed()
-        if carried is not None and isinstance(state.optimizer, torch.optim.Adam):
-            restore_moments(state.optimizer, model, *carried)
+        change_layers(state, change, carry=True)  # Adam's moments follow the coefficients through the knot change
         log.info("step %d: knots %s by the %s indicator: G = %d, %d parameters", step, self.config.method,
                  self.config.indicator, model.grid, model.n_params())
 
