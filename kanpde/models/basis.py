@@ -53,10 +53,10 @@ def bspline_pieces(x: torch.Tensor, lo: torch.Tensor, h: torch.Tensor, n_interva
             whose coefficient is zero.
     """
     cell, t = bspline_cells(x, lo, h, n_intervals, k)
-    return _monomials(t, k, -1) @ _piece_matrix(k, x.dtype, x.device), _slots(cell, n_intervals, k, -1)
+    return monomials(t, k, -1) @ _piece_matrix(k, x.dtype, x.device), _slots(cell, n_intervals, k, -1)
 
 
-def _monomials(t: torch.Tensor, k: int, dim: int) -> torch.Tensor:
+def monomials(t: torch.Tensor, k: int, dim: int) -> torch.Tensor:
     """t**0 .. t**k stacked along a new axis ``dim``."""
     powers = [torch.ones_like(t), t]
     for _ in range(k - 1):
@@ -108,7 +108,7 @@ def padded_bspline_derivatives(x: torch.Tensor, lo: torch.Tensor, h: torch.Tenso
     """
     n_in, batch = x.shape[1], x.shape[0]
     cell, t = bspline_cells(x.t(), lo.unsqueeze(1), h.unsqueeze(1), n_intervals, k)  # (in, batch)
-    vals = _derivative_piece_matrix(k, order, x.dtype, x.device) @ _monomials(t, k, 1)  # (in, (k+1)(order+1), batch)
+    vals = _derivative_piece_matrix(k, order, x.dtype, x.device) @ monomials(t, k, 1)  # (in, (k+1)(order+1), batch)
     d = torch.arange(order + 1, device=x.device, dtype=x.dtype)
     vals = vals.view(n_in, k + 1, order + 1, batch) * (h.unsqueeze(1) ** -d).view(n_in, 1, order + 1, 1)  # d/dx = (1/h) d/dt
     slots = _slots(cell, n_intervals, k, 1)  # (in, k+1, batch)

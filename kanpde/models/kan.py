@@ -141,7 +141,7 @@ class KANLayer(EdgeLayer):
     """One KAN layer of ``in_features * out_features`` learnable activation functions: B-spline edges.
 
     The knots are uniform (``grid_lo``, ``grid_h``: the fast default) until a knot operation
-    (:meth:`insert_knots`, :meth:`cover`, :meth:`move_knots`, :mod:`.knots`) makes them free: then
+    (:meth:`insert_knots`, :meth:`refine_to`, :meth:`move_knots`, :meth:`set_knots`) makes them free: then
     ``knots`` (in, G + 2k + 1) holds each input's knot vector, shared by the input's ``out_features``
     edges, so that one cell lookup per point and input serves all of them (as on a uniform grid) and
     the per-cell polynomial tables and the CPU kernel keep their layout.

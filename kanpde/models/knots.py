@@ -15,6 +15,8 @@ from __future__ import annotations
 
 import torch
 
+from kanpde.models.basis import monomials, pad_coefficients
+
 
 def check_knots(name: str, knots: torch.Tensor, k: int) -> torch.Tensor:
     """``knots``: (in, n) strictly increasing and finite along each row, with n >= 2k + 2 (at least one
@@ -105,8 +107,7 @@ def knot_cell_polynomials(coef: torch.Tensor, knots: torch.Tensor, k: int, piece
     """
     if pieces is None:
         pieces = knot_pieces(knots, k)  # (in, cells, r, p)
-    pad = coef.new_zeros(coef.shape[0], k, coef.shape[2])
-    windows = torch.cat([pad, coef, pad], dim=1).unfold(1, k + 1, 1)  # (in, cells, out, q): basis c - k + q
+    windows = pad_coefficients(coef, k)[:, : coef.shape[1] + 2 * k].unfold(1, k + 1, 1)  # (in, cells, out, q): basis c - k + q
     P = torch.einsum("icoq,icqp->icpo", windows, pieces.flip(2))  # window position q meets piece r = k - q
     return torch.cat([P, P.new_zeros(P.shape[0], 1, *P.shape[2:])], dim=1)
 
@@ -120,7 +121,7 @@ def knot_basis(x: torch.Tensor, knots: torch.Tensor, k: int) -> torch.Tensor:
     pieces = torch.cat([pieces, pieces.new_zeros(pieces.shape[0], 1, *pieces.shape[2:])], dim=1)  # outside: zero
     rows = cell + n * torch.arange(x.shape[1], device=x.device)
     local = pieces.flatten(0, 1)[rows]  # (batch, in, r, p)
-    powers = torch.stack([xi**p for p in range(k + 1)], dim=-1)  # (batch, in, p)
+    powers = monomials(xi, k, -1)  # (batch, in, p)
     vals = (local @ powers.unsqueeze(-1)).squeeze(-1)  # (batch, in, r)
     slots = cell.unsqueeze(-1) - torch.arange(k + 1, device=x.device) + k  # basis m = c - r, slot m + k
     dense = x.new_zeros(*x.shape, n - 1 + 2 * k)
