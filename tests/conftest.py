@@ -6,6 +6,11 @@ import os
 import pytest
 import torch
 
+# Without a GPU the Triton kernels' tests run in Triton's interpreter, which has to be chosen before Triton is
+# first imported (tests/models/test_triton_jet.py); with one they run the compiled kernels on the GPU.
+if "TRITON_INTERPRET" not in os.environ and not torch.cuda.is_available():
+    os.environ["TRITON_INTERPRET"] = "1"
+
 if os.environ.get("PYTEST_XDIST_WORKER_COUNT"):  # parallel workers share the cores: one share of torch's threads each
     torch.set_num_threads(max(1, (os.cpu_count() or 1) // int(os.environ["PYTEST_XDIST_WORKER_COUNT"])))
 
@@ -68,22 +73,22 @@ def jet_loss(parts) -> torch.Tensor:
 def kernel_jet_and_grads(model, x: torch.Tensor, pairs, kernel: bool):
     """A KAN's jet at x and the parameter gradients of :func:`jet_loss` of it, with the CPU kernel on or off:
     (parts, {name: gradient}, how many layers the kernel computed)."""
-    from kanpde.models import native
+    from kanpde.models import layer_op, native
 
     calls = []
-    apply = native.LayerJet.apply
+    apply = layer_op.layer_jet
 
     def counting(*args):
         calls.append(1)
         return apply(*args)
 
     model.zero_grad(set_to_none=True)
-    native.LayerJet.apply = counting
+    layer_op.layer_jet = counting
     try:
         with native.switched(kernel):
             jet = model.forward_jet(x, pairs)
     finally:
-        native.LayerJet.apply = apply
+        layer_op.layer_jet = apply
     parts = [jet.value, jet.first] + ([jet.second] if pairs else [])
     jet_loss(parts).backward()
     return [p.detach() for p in parts], {n: p.grad.clone() for n, p in model.named_parameters()}, len(calls)

@@ -176,7 +176,7 @@ def solve(problem: Problem, model: nn.Module, trainer: Trainer | None = None, *,
     has_exact = problem.exact(x_eval[:1]) is not None
     log.info(f"{problem.name} with {type(net).__name__} {getattr(net, 'width', '')} ({n_params(model)} parameters), "
              f"{trainer.optimizer} for {trainer.steps} steps on {trainer.torch_device} in {trainer.dtype}, "
-             f"{trainer.derivative_backend(model)} derivatives{' (CPU kernel)' if trainer.uses_kernel(model) else ''}")
+             f"{trainer.derivative_backend(model)} derivatives{f' ({trainer.kernel_name()})' if trainer.uses_kernel(model) else ''}")
     run_dir = out = Path(out_dir) if out_dir is not None else None
     train_points, shards = points, None
     if distributed.ranks() > 1:  # started by torchrun: train on this rank's share; rank 0 alone writes results

@@ -69,7 +69,7 @@ class RunAttributes:
     threads: int = 0
     derivatives: str = ""  # the back end residual derivatives used
     compile: bool = False
-    kernel: bool = False  # B-spline layers' derivative pass in the compiled CPU kernel
+    kernel: bool = False  # B-spline layers' derivative pass in a kernel (C on the CPU, Triton on CUDA)
     message: str = ""
     created: str = ""
     start_time: float = math.nan  # unix seconds: when the run started and finished

@@ -18,7 +18,7 @@ from torch.nn import functional as F
 
 from kanpde import checks
 from kanpde.models.jet import Jet, Pairs, silu_derivatives
-from kanpde.models import native
+from kanpde.models import layer_op
 from kanpde.models.basis import (bspline_cells, cell_polynomials, falling_factorial, pad_coefficients, padded_bspline_basis,
                     padded_bspline_derivatives, power_derivatives, uniform_bspline_basis)
 from kanpde.models.chebyshev import ChebyshevKANLayer
@@ -196,20 +196,20 @@ class KANLayer(EdgeLayer):
         return uniform_bspline_basis(x, self.grid_lo, self.grid_h, self.grid, self.k)
 
     def kernel_applies(self, x: torch.Tensor) -> bool:
-        """Whether the CPU kernel (:mod:`.native`) can evaluate this layer at x: it is built for x's device and
-        dtype, k is within its range, and no ``torch.compile`` is tracing (which needs the torch operations)."""
-        return self.k <= native.MAX_K and not torch.compiler.is_compiling() and native.available(x, self.coef)
+        """Whether a kernel of the registered operator :func:`~kanpde.models.layer_op.layer_jet` serves this
+        layer at x: the C kernel for CPU tensors, the Triton kernel for CUDA tensors, where each is available."""
+        return layer_op.applies(x, self.k)
 
     def forward_numeric(self, x: torch.Tensor, graph_to_input: bool = True) -> torch.Tensor:
         """x: (batch, in) -> (batch, out).
 
-        Where the CPU kernel applies and no graph to the input is asked for, the kernel evaluates each
-        point's cell polynomial (cost flat in G); otherwise free knots take the per-cell torch operations
+        Where a kernel applies (:meth:`kernel_applies`) and no graph to the input is asked for, it evaluates
+        each point's cell polynomial (cost flat in G); otherwise free knots take the per-cell torch operations
         and uniform grids the dense padded basis (one matrix product, whose width grows with G)."""
         if not graph_to_input and self.kernel_applies(x):
             none = x.new_empty(0, x.shape[1], x.shape[0])  # no input derivatives carried
-            value = native.LayerJet.apply(x.t(), none, None, self.cell_coefficients(), self.grid_lo, self.grid_h,
-                                          self.knots, self.k, ())[0]
+            value = layer_op.layer_jet(x.t(), none, None, self.cell_coefficients(), self.grid_lo, self.grid_h,
+                                       self.knots, self.k, ())[0]
             return value.t()
         if self.knots is not None:  # per-cell polynomials: no dense basis on non-uniform knots
             return self.edge_derivatives(x, 0, graph_to_input=graph_to_input)[0].sum(1)
@@ -250,18 +250,18 @@ class KANLayer(EdgeLayer):
         return torch.cat([P, base[:, None, None, :].expand(-1, P.shape[1], 1, -1)], dim=2)  # silu's scale as one more row
 
     def forward_jet(self, jet: Jet, graph_to_input: bool = False) -> Jet:
-        """See :meth:`EdgeLayer.forward_jet`.  On the CPU the compiled kernel (:mod:`.native`) does the
-        whole layer in one loop over the points, where it is available and applies: numeric and pruned
-        edges only, no graph to the inputs asked for (it differentiates once), and not inside
-        ``torch.compile``, which traces the torch operations instead."""
+        """See :meth:`EdgeLayer.forward_jet`.  Where a kernel applies (:meth:`kernel_applies`: the C kernel
+        on the CPU, Triton on CUDA) it does the whole layer in one pass over the points, as the registered
+        operator :func:`~kanpde.models.layer_op.layer_jet` (kept under ``torch.compile``): numeric and pruned
+        edges only, and no graph to the inputs asked for (it differentiates once)."""
         if graph_to_input or (self.symbolic is not None and self.symbolic.groups) or not self.kernel_applies(jet.value):
             return super().forward_jet(jet, graph_to_input)
         # the kernel works batch last; its outputs' transposes are the jet, and the next layer's
         # transposes of those are free
         F = jet.first.transpose(1, 2).expand(-1, -1, jet.value.shape[0])
         S = None if jet.second is None else jet.second.transpose(1, 2)
-        value, first, second = native.LayerJet.apply(jet.value.t(), F, S, self.cell_coefficients(),
-                                                     self.grid_lo, self.grid_h, self.knots, self.k, jet.pairs)
+        value, first, second = layer_op.layer_jet(jet.value.t(), F, S, self.cell_coefficients(),
+                                                  self.grid_lo, self.grid_h, self.knots, self.k, jet.pairs)
         return Jet(value.t(), first.transpose(1, 2), second.transpose(1, 2) if jet.pairs else None, jet.pairs)
 
     def input_jet(self, jet: Jet, graph_to_input: bool = False) -> Jet:

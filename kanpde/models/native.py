@@ -1,4 +1,5 @@
-"""The compiled CPU kernel of a B-spline KAN layer's jet (``layer_jet.c``), and its autograd wrapper.
+"""The compiled CPU kernel of a B-spline KAN layer's jet (``layer_jet.c``): the CPU implementation of the
+registered operator :func:`kanpde.models.layer_op.layer_jet`.
 
 On the CPU a layer's forward derivative pass is a few dozen small tensor operations, whose fixed
 costs dominate at the sizes physics-informed training uses.  ``layer_jet.c`` does the same work,
@@ -32,7 +33,6 @@ from typing import Iterator
 import torch
 
 from kanpde.io.cache import cache_dir as kanpde_cache_dir
-from torch.autograd.function import once_differentiable
 
 SOURCE = Path(__file__).with_name("layer_jet.c")
 FLAGS = ("-O3", "-fPIC", "-shared", "-ffp-contract=off")
@@ -166,63 +166,59 @@ def _ptr(t: torch.Tensor | None) -> int | None:
 
 
 @lru_cache(maxsize=None)
-def _pair_index(pairs: tuple[tuple[int, int], ...]) -> tuple[torch.Tensor, torch.Tensor]:
-    a = torch.tensor([p[0] for p in pairs] or [0], dtype=torch.int64)
-    b = torch.tensor([p[1] for p in pairs] or [0], dtype=torch.int64)
-    return a, b
+def _pair_index(pair_a: tuple[int, ...], pair_b: tuple[int, ...]) -> tuple[torch.Tensor, torch.Tensor]:
+    return torch.tensor(pair_a or [0], dtype=torch.int64), torch.tensor(pair_b or [0], dtype=torch.int64)
 
 
-class LayerJet(torch.autograd.Function):
-    """A B-spline KAN layer applied to a jet, by the kernel, in the kernel's batch-last layouts;
-    differentiable once (parameter gradients, and the gradients of earlier layers' jets).
+def forward(h: torch.Tensor, F: torch.Tensor, S: torch.Tensor | None, Q: torch.Tensor, lo: torch.Tensor, step: torch.Tensor,
+            knots: torch.Tensor | None, k: int, pair_a: list[int], pair_b: list[int]) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """The layer's jet by the kernel, in the layouts of :func:`kanpde.models.layer_op.layer_jet`: h (in, batch),
+    F (dim, in, batch), S (pairs, in, batch) or None, Q (in, cells + 1, k + 2, out), lo and step (in,), knots
+    (in, cells + 1) or None -> value (out, batch), first (dim, out, batch), second (pairs, out, batch)."""
+    lib, head, _held, (n_batch, n_dim, n_out) = _arguments(h, F, S, Q, lo, step, knots, k, pair_a, pair_b)
+    value = h.new_empty(n_out, n_batch)
+    first = h.new_empty(n_dim, n_out, n_batch)
+    second = h.new_empty(len(pair_a), n_out, n_batch)
+    lib.layer_jet_forward(*head, _ptr(value), _ptr(first), _ptr(second), torch.get_num_threads())
+    return value, first, second
 
-    Inputs: h (in, batch), F (dim, in, batch), S (pairs, in, batch) or None, Q (in, cells + 1, k + 2, out)
-    the cell polynomials (:meth:`kanpde.models.kan.KANLayer.cell_coefficients`), lo and step (in,) the
-    grids, knots (in, cells + 1) the knot vectors of a non-uniform layer or None, k, and the carried pairs.  Outputs the value (out, batch), first (dim, out, batch) and
-    second (pairs, out, batch) partials; second is empty when no pairs are carried.
-    """
 
-    @staticmethod
-    def forward(ctx, h, F, S, Q, lo, step, knots, k: int, pairs: tuple[tuple[int, int], ...]):  # type: ignore[override]
-        if k > MAX_K:
-            raise ValueError(f"the KAN layer kernel takes spline degrees up to {MAX_K}, got k={k}")
-        lib = library(h.dtype)
-        if lib is None:
-            raise RuntimeError(f"the KAN layer kernel is not available for {h.dtype} (see kanpde.models.native.available)")
-        h, F, Q = h.contiguous(), F.contiguous(), Q.contiguous()
-        S = None if S is None else S.contiguous()
-        lo, step = lo.to(h.dtype).contiguous(), step.to(h.dtype).contiguous()
-        knots = None if knots is None else knots.to(h.dtype).contiguous()
-        sg = torch.sigmoid(h)  # torch's vectorised exp; the kernel derives silu's derivatives from it
-        (n_in, n_batch), n_dim = h.shape, F.shape[0]
-        n_cells, n_out = Q.shape[1] - 1, Q.shape[3]
-        pa, pb = _pair_index(pairs)
-        value = h.new_empty(n_out, n_batch)
-        first = h.new_empty(n_dim, n_out, n_batch)
-        second = h.new_empty(len(pairs), n_out, n_batch)
-        head = (n_batch, n_in, n_out, k, n_cells, n_dim, len(pairs), _ptr(pa), _ptr(pb), _ptr(lo), _ptr(step),
-                _ptr(knots), _ptr(h), _ptr(sg), _ptr(F), _ptr(S), _ptr(Q))
-        lib.layer_jet_forward(*head, _ptr(value), _ptr(first), _ptr(second), torch.get_num_threads())
-        ctx.save_for_backward(h, sg, F, S, Q, lo, step, knots)
-        ctx.k, ctx.pairs, ctx.lib = k, pairs, lib  # the backward uses the same library, whatever is switched by then
-        return value, first, second
+def backward(h: torch.Tensor, F: torch.Tensor, S: torch.Tensor | None, Q: torch.Tensor, lo: torch.Tensor, step: torch.Tensor,
+             knots: torch.Tensor | None, k: int, pair_a: list[int], pair_b: list[int], g_value: torch.Tensor | None,
+             g_first: torch.Tensor | None, g_second: torch.Tensor | None, need_input: bool
+             ) -> tuple[torch.Tensor, torch.Tensor | None, torch.Tensor | None, torch.Tensor | None]:
+    """The gradients of a loss given its gradients ``g_*`` (None: zero) of :func:`forward`'s outputs:
+    dQ, and dh, dF, dS where ``need_input`` (dS only where S is given), else None."""
+    lib, head, held, _ = _arguments(h, F, S, Q, lo, step, knots, k, pair_a, pair_b)
+    grads = [None if g is None else g.contiguous() for g in (g_value, g_first, g_second)]
+    dh = h.new_empty(h.shape) if need_input else None
+    dF = h.new_empty(F.shape) if need_input else None
+    dS = h.new_empty(S.shape) if need_input and S is not None else None
+    n_threads = torch.get_num_threads()
+    dQ = h.new_zeros(n_threads, *held[3].shape)  # one accumulator per thread
+    lib.layer_jet_backward(*head, *map(_ptr, grads), _ptr(dQ), _ptr(dh), _ptr(dF), _ptr(dS), n_threads)
+    return dQ.sum(0), dh, dF, dS
 
-    @staticmethod
-    @once_differentiable
-    def backward(ctx, g_value, g_first, g_second):  # type: ignore[override]
-        h, sg, F, S, Q, lo, step, knots = ctx.saved_tensors
-        lib = ctx.lib
-        (n_in, n_batch), n_dim = h.shape, F.shape[0]
-        n_cells, n_out = Q.shape[1] - 1, Q.shape[3]
-        pa, pb = _pair_index(ctx.pairs)
-        grads = [None if g is None else g.contiguous() for g in (g_value, g_first, g_second)]
-        to_input = any(ctx.needs_input_grad[:3])
-        dh = torch.empty_like(h) if to_input else None
-        dF = torch.empty_like(F) if to_input else None
-        dS = torch.empty_like(S) if to_input and S is not None else None
-        n_threads = torch.get_num_threads()
-        dQ = Q.new_zeros(n_threads, *Q.shape)  # one accumulator per thread
-        head = (n_batch, n_in, n_out, ctx.k, n_cells, n_dim, len(ctx.pairs), _ptr(pa), _ptr(pb), _ptr(lo), _ptr(step),
-                _ptr(knots), _ptr(h), _ptr(sg), _ptr(F), _ptr(S), _ptr(Q), *map(_ptr, grads))
-        lib.layer_jet_backward(*head, _ptr(dQ), _ptr(dh), _ptr(dF), _ptr(dS), n_threads)
-        return dh, dF, dS, dQ.sum(0), None, None, None, None, None
+
+def _arguments(h, F, S, Q, lo, step, knots, k, pair_a, pair_b):
+    """The library for h's dtype, the leading arguments both entry points take, the (contiguous) tensors they
+    point into, and (batch, dim, out)."""
+    if k > MAX_K:
+        raise ValueError(f"the KAN layer kernel takes spline degrees up to {MAX_K}, got k={k}")
+    lib = library(h.dtype)
+    if lib is None:
+        raise RuntimeError(f"the KAN layer kernel is not available for {h.dtype} (see kanpde.models.native.available)")
+    h, F, Q = h.contiguous(), F.contiguous(), Q.contiguous()
+    S = None if S is None else S.contiguous()
+    if lo.dtype != h.dtype:
+        lo, step = lo.to(h.dtype), step.to(h.dtype)
+    lo, step = lo.contiguous(), step.contiguous()
+    knots = None if knots is None else knots.to(h.dtype).contiguous()
+    sg = torch.sigmoid(h)  # torch's vectorised exp; the kernel derives silu's derivatives from it
+    (n_in, n_batch), n_dim = h.shape, F.shape[0]
+    n_cells, n_out = Q.shape[1] - 1, Q.shape[3]
+    pa, pb = _pair_index(tuple(pair_a), tuple(pair_b))
+    head = (n_batch, n_in, n_out, k, n_cells, n_dim, len(pair_a), _ptr(pa), _ptr(pb), _ptr(lo), _ptr(step),
+            _ptr(knots), _ptr(h), _ptr(sg), _ptr(F), _ptr(S), _ptr(Q))
+    # the tensors behind the pointers: the caller holds them until the call returns
+    return lib, head, (h, F, S, Q, lo, step, knots, sg, pa, pb), (n_batch, n_dim, n_out)

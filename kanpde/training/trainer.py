@@ -242,10 +242,16 @@ class Trainer:
         return resolve_backend(model, self.config.derivatives)
 
     def uses_kernel(self, model: nn.Module) -> bool:
-        """Whether ``model``'s B-spline KAN layers run their derivative pass in the compiled CPU kernel
-        (:mod:`kanpde.models.native`): forward derivatives, on the CPU, not compiled, and the kernel builds."""
-        return (self.derivative_backend(model) == "forward" and not self.config.compile and self.torch_device.type == "cpu"
-                and any(isinstance(m, KANLayer) for m in model.modules()) and native.library(self.torch_dtype) is not None)
+        """Whether ``model``'s B-spline KAN layers run their derivative pass in a kernel (the C kernel on the
+        CPU, the Triton kernel on CUDA; compiled or not): forward derivatives, and a kernel for the device and dtype."""
+        if self.derivative_backend(model) != "forward":
+            return False
+        probe = torch.empty(0, dtype=self.torch_dtype, device=self.torch_device)
+        return any(isinstance(m, KANLayer) and m.kernel_applies(probe) for m in model.modules())
+
+    def kernel_name(self) -> str:
+        """What :meth:`uses_kernel` refers to on this device: ``CPU kernel`` or ``Triton kernel``."""
+        return "Triton kernel" if self.torch_device.type == "cuda" else "CPU kernel"
 
     def extensions_for(self, model: nn.Module) -> dict[int, int]:
         """The extensions this schedule makes on ``model``: ``{step: new grid}``."""

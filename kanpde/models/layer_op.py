@@ -1,0 +1,275 @@
+"""The B-spline KAN layer's jet as one registered PyTorch operator, ``kanpde::layer_jet``.
+
+One operator, one implementation per device:
+
+- CPU: the compiled C kernel (:mod:`.native`);
+- CUDA: the Triton kernels (:mod:`.triton_jet`), where Triton is installed and compiles;
+- anywhere else, or where those are missing: torch operations (:func:`reference`), the same numbers.
+
+Being an operator rather than a Python function, it is opaque to ``torch.compile``: a compiled model
+keeps the kernel (with the ``fake`` shape functions registered here it traces without graph breaks),
+where the kernel used to be bypassed under compilation.  Its backward is a second operator,
+``kanpde::layer_jet_backward``, so the gradient is differentiable once (enough for the parameter
+gradient of a loss on the jet; nested derivatives of the jet take the layer's autograd path).
+
+Layouts (batch last, as the kernels want them): h (in, batch) the layer's inputs; F (dim, in, batch)
+their first partials in the network's inputs; S (pairs, in, batch) or None the carried second partials;
+Q (in, cells + 1, k + 2, out) the cell polynomials (:meth:`kanpde.models.kan.KANLayer.cell_coefficients`);
+lo, step (in,) the uniform grids, knots (in, cells + 1) the free knots or None; ``pair_a``, ``pair_b`` the
+carried pairs.  Outputs: value (out, batch), first (dim, out, batch), second (pairs, out, batch).
+"""
+from __future__ import annotations
+
+from typing import Optional
+
+import torch
+from torch.autograd.function import once_differentiable
+
+from kanpde.models import native
+from kanpde.models.basis import bspline_cells, falling_factorial
+from kanpde.models.jet import silu_derivatives
+from kanpde.models.knots import knot_cells
+
+Tensor = torch.Tensor
+
+
+def _cells(h: Tensor, Q: Tensor, lo: Tensor, step: Tensor, knots: Optional[Tensor], k: int) -> tuple[Tensor, Tensor, Tensor]:
+    """Each point's row of Q.flatten(0, 1) (batch, in), its offset xi (in, 1, batch) from the cell's left knot
+    (differentiable in h), and its cell's polynomial coefficients c (in, out, k + 2, batch)."""
+    x = h.t()
+    if knots is None:
+        lo, step = lo.to(h.dtype), step.to(h.dtype)
+        cell, t = bspline_cells(x, lo, step, Q.shape[1] - 1 - 2 * k, k)
+        xi = t * step
+    else:
+        cell, xi = knot_cells(x, knots.to(h.dtype))
+    xi = torch.where(cell == Q.shape[1] - 1, 0, xi)  # outside the knots (only silu there): 0, as in the kernels
+    rows = cell + Q.shape[1] * torch.arange(Q.shape[0], device=h.device)
+    return rows, xi.t().unsqueeze(1), Q.flatten(0, 1)[rows].permute(1, 3, 2, 0)
+
+
+def edge_jets(h: Tensor, Q: Tensor, lo: Tensor, step: Tensor, knots: Optional[Tensor], k: int, order: int) -> list[Tensor]:
+    """Every edge's value and first ``order`` derivatives at its input, by torch operations:
+    h (in, batch) -> ``order + 1`` tensors (in, out, batch), differentiable in h and Q."""
+    _, xi, c = _cells(h, Q, lo, step, knots, k)
+    silu = silu_derivatives(h.t(), order).permute(2, 1, 0).unsqueeze(2)  # (order + 1, in, 1, batch)
+    E = []
+    for d in range(order + 1):
+        poly = torch.zeros_like(c[:, :, 0])
+        for p in range(k, d - 1, -1):  # Horner on the d-th derivative's coefficients p!/(p-d)! Q[p]
+            poly = poly * xi + falling_factorial(p, d) * c[:, :, p]
+        E.append(poly + c[:, :, k + 1] * silu[d])
+    return E
+
+
+def reference(h: Tensor, F: Tensor, S: Optional[Tensor], Q: Tensor, lo: Tensor, step: Tensor, knots: Optional[Tensor], k: int,
+              pair_a: list[int], pair_b: list[int]) -> tuple[Tensor, Tensor, Tensor]:
+    """The operator by torch operations (the fallback, and what the kernels are tested against)."""
+    E = edge_jets(h, Q, lo, step, knots, k, 2 if pair_a else 1)
+    value = E[0].sum(0)
+    first = torch.einsum("dib,iob->dob", F, E[1])
+    if not pair_a:
+        return value, first, h.new_zeros(0, *value.shape)
+    second = torch.einsum("pib,iob->pob", F[pair_a] * F[pair_b], E[2])
+    if S is not None:
+        second = second + torch.einsum("pib,iob->pob", S, E[1])
+    return value, first, second
+
+
+def reference_backward(h: Tensor, F: Tensor, S: Optional[Tensor], Q: Tensor, lo: Tensor, step: Tensor, knots: Optional[Tensor],
+                       k: int, pair_a: list[int], pair_b: list[int], g_value: Optional[Tensor], g_first: Optional[Tensor],
+                       g_second: Optional[Tensor], need_input: bool) -> tuple[Tensor, Optional[Tensor], Optional[Tensor], Optional[Tensor]]:
+    """The gradients of a loss given its gradients ``g_*`` (None: zero) of :func:`reference`'s outputs, by torch
+    operations written out (an operator's implementation runs below autograd): dQ, and dh, dF, dS where
+    ``need_input`` (dS only where S is given), else None."""
+    rows, xi, _ = _cells(h, Q, lo, step, knots, k)
+    E = edge_jets(h, Q, lo, step, knots, k, 3 if need_input else 2)
+    n_in, n_out, n_batch = E[0].shape
+    zero = h.new_zeros(n_in, n_out, n_batch)
+    has_pairs = bool(pair_a) and g_second is not None
+    g0 = zero + (0 if g_value is None else g_value)  # the loss's gradient with respect to each edge's E0, E1, E2
+    g1 = zero if g_first is None else torch.einsum("dob,dib->iob", g_first, F)
+    g2 = zero
+    if has_pairs:
+        g2 = torch.einsum("pob,pib->iob", g_second, F[pair_a] * F[pair_b])
+        if S is not None:
+            g1 = g1 + torch.einsum("pob,pib->iob", g_second, S)
+    # dE_d/dQ[p] = p!/(p-d)! xi**(p-d), dE_d/dQ[k+1] = silu^(d): summed into each point's cell
+    silu = silu_derivatives(h.t(), 2).permute(2, 1, 0).unsqueeze(2)
+    g = (g0, g1, g2)
+    parts = [sum(falling_factorial(p, d) * g[d] * xi ** (p - d) for d in range(min(p, 2) + 1)) for p in range(k + 1)]
+    parts.append(sum(g[d] * silu[d] for d in range(3)))
+    per_point = torch.stack(parts, dim=2).permute(3, 0, 2, 1).reshape(-1, k + 2, n_out)  # (batch * in, k + 2, out)
+    dQ = Q.new_zeros(Q.shape[0] * Q.shape[1], k + 2, n_out).index_add_(0, rows.flatten(), per_point).view(Q.shape)
+    if not need_input:
+        return dQ, None, None, None
+    dh = (g0 * E[1] + g1 * E[2] + g2 * E[3]).sum(1)
+    dF = h.new_zeros(F.shape) if g_first is None else torch.einsum("dob,iob->dib", g_first, E[1])
+    dS = None
+    if has_pairs:
+        w = torch.einsum("pob,iob->pib", g_second, E[2])
+        dF = dF.index_add(0, torch.tensor(pair_a, device=h.device), w * F[pair_b])
+        dF = dF.index_add(0, torch.tensor(pair_b, device=h.device), w * F[pair_a])
+    if S is not None:
+        dS = h.new_zeros(S.shape) if not has_pairs else torch.einsum("pob,iob->pib", g_second, E[1])
+    return dQ, dh, dF, dS
+
+
+def _empty(like: Tensor) -> Tensor:
+    return like.new_empty(0)
+
+
+def _reference_out(*args) -> tuple[Tensor, Tensor, Tensor]:
+    return tuple(t.contiguous() for t in reference(*args))  # type: ignore[return-value]
+
+
+def _native_takes(h: Tensor, Q: Tensor, k: int) -> bool:
+    return k <= native.MAX_K and Q.dtype == h.dtype and native.library(h.dtype) is not None
+
+
+def _cpu_forward(*args):
+    h, Q, k = args[0], args[3], args[7]
+    return native.forward(*args) if _native_takes(h, Q, k) else _reference_out(*args)
+
+
+def _cpu_backward(*args):
+    h, Q, k = args[0], args[3], args[7]
+    return native.backward(*args) if _native_takes(h, Q, k) else reference_backward(*args)
+
+
+def _cuda_forward(*args):
+    from kanpde.models import triton_jet
+
+    out = triton_jet.attempt(triton_jet.forward, *args)
+    return out if out is not None else _reference_out(*args)
+
+
+def _cuda_backward(*args):
+    from kanpde.models import triton_jet
+
+    out = triton_jet.attempt(triton_jet.backward, *args)
+    return out if out is not None else reference_backward(*args)
+
+
+IMPLEMENTATIONS = {"cpu": (_cpu_forward, _cpu_backward), "cuda": (_cuda_forward, _cuda_backward)}
+"""Device type -> (forward, backward): the kernels, each falling back to torch operations where it cannot run."""
+
+
+def _implementation(device: torch.device):
+    return IMPLEMENTATIONS.get(device.type, (_reference_out, reference_backward))
+
+
+# ---- the registered operators: what torch.compile sees ----
+
+@torch.library.custom_op("kanpde::layer_jet", mutates_args=())
+def _layer_jet(h: Tensor, F: Tensor, S: Optional[Tensor], Q: Tensor, lo: Tensor, step: Tensor, knots: Optional[Tensor], k: int,
+               pair_a: list[int], pair_b: list[int]) -> tuple[Tensor, Tensor, Tensor]:
+    return _reference_out(h, F, S, Q, lo, step, knots, k, pair_a, pair_b)
+
+
+@torch.library.custom_op("kanpde::layer_jet_backward", mutates_args=())
+def _layer_jet_backward(h: Tensor, F: Tensor, S: Optional[Tensor], Q: Tensor, lo: Tensor, step: Tensor, knots: Optional[Tensor],
+                        k: int, pair_a: list[int], pair_b: list[int], g_value: Optional[Tensor], g_first: Optional[Tensor],
+                        g_second: Optional[Tensor], need_input: bool) -> tuple[Tensor, Tensor, Tensor, Tensor]:
+    """dQ, dh, dF, dS (empty where not computed: an operator returns tensors, not None)."""
+    return _filled(h, reference_backward(h, F, S, Q, lo, step, knots, k, pair_a, pair_b, g_value, g_first, g_second, need_input))
+
+
+def _filled(h: Tensor, grads: tuple[Tensor, Optional[Tensor], Optional[Tensor], Optional[Tensor]]) -> tuple[Tensor, Tensor, Tensor, Tensor]:
+    return tuple(_empty(h) if g is None else g.contiguous() for g in grads)  # type: ignore[return-value]
+
+
+for _device, (_forward, _backward) in IMPLEMENTATIONS.items():
+    _layer_jet.register_kernel(_device)(_forward)
+    _layer_jet_backward.register_kernel(_device)(lambda *args, _backward=_backward: _filled(args[0], _backward(*args)))
+
+
+@_layer_jet.register_fake
+def _layer_jet_fake(h, F, S, Q, lo, step, knots, k, pair_a, pair_b):
+    n_out, n_batch = Q.shape[3], h.shape[1]
+    return h.new_empty(n_out, n_batch), h.new_empty(F.shape[0], n_out, n_batch), h.new_empty(len(pair_a), n_out, n_batch)
+
+
+@_layer_jet_backward.register_fake
+def _layer_jet_backward_fake(h, F, S, Q, lo, step, knots, k, pair_a, pair_b, g_value, g_first, g_second, need_input):
+    dQ = Q.new_empty(Q.shape)
+    if not need_input:
+        return dQ, _empty(h), _empty(h), _empty(h)
+    return dQ, h.new_empty(h.shape), h.new_empty(F.shape), _empty(h) if S is None else h.new_empty(S.shape)
+
+
+def _setup_context(ctx, inputs, output) -> None:
+    h, F, S, Q, lo, step, knots, k, pair_a, pair_b = inputs
+    ctx.save_for_backward(h, F, S, Q, lo, step, knots)
+    ctx.k, ctx.pair_a, ctx.pair_b = k, pair_a, pair_b
+
+
+def _op_backward(ctx, g_value, g_first, g_second):
+    h, F, S, Q, lo, step, knots = ctx.saved_tensors
+    need_input = any(ctx.needs_input_grad[:3])
+    dQ, dh, dF, dS = torch.ops.kanpde.layer_jet_backward(h, F, S, Q, lo, step, knots, ctx.k, ctx.pair_a, ctx.pair_b,
+                                                         g_value, g_first, g_second, need_input)
+    return _input_grads(ctx, dh, dF, dS) + (dQ, None, None, None, None, None, None)
+
+
+def _input_grads(ctx, dh, dF, dS) -> tuple:
+    if not any(ctx.needs_input_grad[:3]):
+        return None, None, None
+    return dh, dF, dS if ctx.needs_input_grad[2] else None
+
+
+_layer_jet.register_autograd(_op_backward, setup_context=_setup_context)
+
+
+class _EagerJet(torch.autograd.Function):
+    """The operator's implementations called straight, outside ``torch.compile``: the dispatcher's Python
+    layers cost about 0.4 ms per forward and backward (measured on a tiny batch, 2-core CPU), a tenth
+    of a KAN [2,10,1] training step at N = 10k."""
+
+    @staticmethod
+    def forward(ctx, h, F, S, Q, lo, step, knots, k, pair_a, pair_b):  # type: ignore[override]
+        ctx.save_for_backward(h, F, S, Q, lo, step, knots)
+        ctx.k, ctx.pair_a, ctx.pair_b = k, pair_a, pair_b
+        return _implementation(h.device)[0](h, F, S, Q, lo, step, knots, k, pair_a, pair_b)
+
+    @staticmethod
+    @once_differentiable
+    def backward(ctx, g_value, g_first, g_second):  # type: ignore[override]
+        h, F, S, Q, lo, step, knots = ctx.saved_tensors
+        need_input = any(ctx.needs_input_grad[:3])
+        dQ, dh, dF, dS = _implementation(h.device)[1](h, F, S, Q, lo, step, knots, ctx.k, ctx.pair_a, ctx.pair_b,
+                                                      g_value, g_first, g_second, need_input)
+        return _input_grads(ctx, dh, dF, dS) + (dQ, None, None, None, None, None, None)
+
+
+def layer_jet(h: Tensor, F: Tensor, S: Optional[Tensor], Q: Tensor, lo: Tensor, step: Tensor, knots: Optional[Tensor], k: int,
+              pairs: tuple[tuple[int, int], ...]) -> tuple[Tensor, Tensor, Tensor]:
+    """A B-spline KAN layer applied to a jet (layouts in the module's docstring): value (out, batch), first
+    (dim, out, batch), second (pairs, out, batch).  Differentiable once in h, F, S and Q.
+
+    Under ``torch.compile`` this is the registered operator ``torch.ops.kanpde.layer_jet``; in eager mode
+    the same implementations are called without the dispatcher (:class:`_EagerJet`)."""
+    pair_a, pair_b = [a for a, _ in pairs], [b for _, b in pairs]
+    if torch.compiler.is_compiling():
+        return torch.ops.kanpde.layer_jet(h, F, S, Q, lo, step, knots, k, pair_a, pair_b)
+    return _EagerJet.apply(h, F, S, Q, lo, step, knots, k, pair_a, pair_b)
+
+
+def applies(x: Tensor, k: int) -> bool:
+    """Whether a fast implementation serves tensors like x at degree k: the CPU kernel on the CPU, the Triton
+    kernels on CUDA.  Elsewhere the layer keeps its own torch operations (cheaper than :func:`reference`'s
+    autograd backward)."""
+    if k > native.MAX_K:
+        return False
+    return _fast(x.device.type, x.dtype)
+
+
+@torch.compiler.assume_constant_result
+def _fast(device_type: str, dtype: torch.dtype) -> bool:
+    if device_type == "cpu":
+        return native.library(dtype) is not None
+    if device_type == "cuda":
+        from kanpde.models import triton_jet
+
+        return triton_jet.usable(dtype)
+    return False
