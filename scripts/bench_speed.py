@@ -16,9 +16,9 @@ are taken side by side:
 * ``peak_mem_mb``: peak memory of one evaluation above what was allocated before it (CUDA: the
   allocator's peak; CPU: the running sum of the profiler's allocation records).
 
-Models: KAN [2,10,1] G=5 k=3 with both back ends, the forward one twice: with the compiled CPU
-kernel of ``kanpde/models/layer_jet.c`` (``forward``; on the CPU where it builds) and with torch
-operations only (``forward-torchops``, what a GPU or a machine without a C compiler runs); the same
+Models: KAN [2,10,1] G=5 k=3 with both back ends, the forward one twice: with the layer's kernel
+(``forward``: the C kernel of ``kanpde/models/layer_jet.c`` on the CPU where it builds, the Triton kernel
+on CUDA where Triton is installed) and with torch operations only (``forward-torchops``); the same
 KAN on free (non-uniform) knots with the kernel (its cell lookup a binary search); an
 MLP [2,w,w,1] with the KAN's parameter count;
 the paper's MLP [2,100,100,100,1]; and pykan 0.2.8's KAN of the same width and grid through its
@@ -45,7 +45,7 @@ if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
 from kanpde import KAN, MLP  # noqa: E402
-from kanpde.models import native  # noqa: E402
+from kanpde.models import native, triton_jet  # noqa: E402
 from kanpde.training.trainer import Trainer  # noqa: E402
 from kanpde.problems.poisson import Poisson2D  # noqa: E402
 
@@ -204,6 +204,13 @@ def main(argv: list[str] | None = None) -> int:
               "'forward' rows use it where built, 'forward-torchops' rows the torch operations", flush=True)
         if not all(built.values()):
             notes.append("the KAN layer kernel could not be built: 'forward' and 'forward-torchops' rows both use torch operations")
+    else:
+        usable = {d: triton_jet.usable(getattr(torch, d)) for d in dtypes}
+        print(f"KAN layer kernel on {torch.cuda.get_device_name(device)} (Triton, kanpde/models/triton_kernels.py): "
+              f"{', '.join(f'{d} ' + ('usable' if ok else 'unavailable') for d, ok in usable.items())}; "
+              "'forward' rows use it where usable, 'forward-torchops' rows the torch operations", flush=True)
+        if not all(usable.values()):
+            notes.append("Triton is not usable here (pip install triton): 'forward' and 'forward-torchops' rows both use torch operations")
 
     rows: list[dict] = []
     for dtype_name in dtypes:
@@ -237,7 +244,7 @@ def main(argv: list[str] | None = None) -> int:
                 if backend == "forward+compile":
                     model.forward_jet = torch.compile(type(model).forward_jet.__get__(model))
                 built.append(Case(name, family, model, backend.removesuffix("+compile").removesuffix("-torchops"), problem, points,
-                                  dtype, device, kernel=backend == "forward"))
+                                  dtype, device, kernel=backend in ("forward", "forward+compile")))
             ms_eval = interleaved_medians([c.evaluate for c in built], args.repeats, device)
             peaks = [peak_memory_mb(c.evaluate, device) for c in built]
             ms_step = interleaved_medians([c.step for c in built], max(3, args.repeats // 4), device, warmup=0)

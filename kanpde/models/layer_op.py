@@ -266,6 +266,8 @@ def applies(x: Tensor, k: int) -> bool:
 
 @torch.compiler.assume_constant_result
 def _fast(device_type: str, dtype: torch.dtype) -> bool:
+    if not native.enabled():  # KANPDE_NATIVE=0 or native.switched(False): every kernel off, torch operations
+        return False
     if device_type == "cpu":
         return native.library(dtype) is not None
     if device_type == "cuda":

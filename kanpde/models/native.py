@@ -47,7 +47,8 @@ _switch: list[bool] = []  # innermost switched() setting last
 
 
 def enabled() -> bool:
-    """Whether the kernel may be used: ``KANPDE_NATIVE=0`` turns it off, and so does :func:`switched` (False)."""
+    """Whether the kernels may be used: ``KANPDE_NATIVE=0`` turns them off (this C kernel and the Triton one,
+    :mod:`.layer_op`), and so does :func:`switched` (False)."""
     if _switch:
         return _switch[-1]
     return os.environ.get("KANPDE_NATIVE", "1") != "0"
@@ -55,8 +56,8 @@ def enabled() -> bool:
 
 @contextmanager
 def switched(on: bool) -> Iterator[None]:
-    """Use the kernel (``on``) or the torch operations inside the block, whatever ``KANPDE_NATIVE`` says
-    (to compare the two, as the tests and ``scripts/bench_speed.py`` do)."""
+    """Use the kernels (``on``: C on the CPU, Triton on CUDA) or the torch operations inside the block, whatever
+    ``KANPDE_NATIVE`` says (to compare the two, as the tests and ``scripts/bench_speed.py`` do)."""
     _switch.append(bool(on))
     try:
         yield

@@ -16,6 +16,7 @@ import importlib.util
 import os
 import threading
 import warnings
+from functools import lru_cache
 from types import ModuleType
 from typing import Any, Callable, Optional
 
@@ -71,6 +72,13 @@ def interpreting() -> bool:
     return bool(knobs.runtime.interpret)
 
 
+@lru_cache(maxsize=None)
+def _pair_index(pair_a: tuple[int, ...], pair_b: tuple[int, ...], device: torch.device) -> tuple[Tensor, Tensor]:
+    """The pairs as index tensors on ``device``, made once (a list copied to a GPU per call would be a transfer per layer)."""
+    return (torch.tensor(pair_a or (0,), dtype=torch.int32, device=device),
+            torch.tensor(pair_b or (0,), dtype=torch.int32, device=device))
+
+
 def _pow2(n: int) -> int:
     return 1 << max(0, n - 1).bit_length()
 
@@ -89,7 +97,7 @@ def _launch(h: Tensor, F: Tensor, S: Optional[Tensor], Q: Tensor, lo: Tensor, st
     sg = torch.sigmoid(h)
     n_in, n_batch = h.shape
     n_cells, n_out, n_dim, n_pairs = Q.shape[1] - 1, Q.shape[3], F.shape[0], len(pair_a)
-    pa, pb = (torch.tensor(pairs or [0], dtype=torch.int32, device=h.device) for pairs in (pair_a, pair_b))
+    pa, pb = _pair_index(tuple(pair_a), tuple(pair_b), h.device)
     out_p, dim_p, pair_p = _pow2(n_out), _pow2(max(n_dim, 1)), _pow2(max(n_pairs, 1))
     block = min(128, max(16, _pow2(4096 // (out_p * max(dim_p, pair_p)) + 1) // 2))  # a tile of at most ~4k values
     sizes = dict(N_IN=n_in, N_OUT=n_out, K=k, N_CELLS=n_cells, N_DIM=n_dim, N_PAIRS=n_pairs, HAS_S=S is not None,

@@ -163,16 +163,21 @@ def layer_jet_backward(h, sg, F, S, Q, left, step, knots, pair_a, pair_b, g_valu
             if HAS_S:
                 sp = tl.load(S + (p[None, :] * N_IN + i) * N + b[:, None], mask=m_p, other=0.0)
                 g1 += tl.sum(gs * sp[:, :, None], axis=1)
-        if NEED_INPUT:
+        if NEED_INPUT:  # terms of absent output gradients are left out, not multiplied by 0 (a NaN edge stays out)
             tl.store(dh + i * N + b, tl.sum(g0 * e1 + g1 * e2 + g2 * e3, axis=1), mask=live)
-            df = tl.sum(gf * e1[:, None, :], axis=2)
+            df = tl.zeros([BLOCK, DIM_P], dtype=dQ.dtype.element_ty)
+            if HAS_GF:
+                df += tl.sum(gf * e1[:, None, :], axis=2)
             if N_PAIRS > 0:
-                w = tl.sum(gs * e2[:, None, :], axis=2)  # (BLOCK, PAIR_P)
-                on_a = (pa[:, None] == d[None, :]).to(w.dtype)  # (PAIR_P, DIM_P): pair p's first direction is d
-                on_b = (pb[:, None] == d[None, :]).to(w.dtype)
-                df += tl.sum(w[:, :, None] * (on_a[None, :, :] * fb[:, :, None] + on_b[None, :, :] * fa[:, :, None]), axis=1)
+                ds = tl.zeros([BLOCK, PAIR_P], dtype=dQ.dtype.element_ty)
+                if HAS_GS:
+                    w = tl.sum(gs * e2[:, None, :], axis=2)  # (BLOCK, PAIR_P)
+                    on_a = (pa[:, None] == d[None, :]).to(w.dtype)  # (PAIR_P, DIM_P): pair p's first direction is d
+                    on_b = (pb[:, None] == d[None, :]).to(w.dtype)
+                    df += tl.sum(w[:, :, None] * (on_a[None, :, :] * fb[:, :, None] + on_b[None, :, :] * fa[:, :, None]), axis=1)
+                    ds += tl.sum(gs * e1[:, None, :], axis=2)
                 if HAS_S:
-                    tl.store(dS + (p[None, :] * N_IN + i) * N + b[:, None], tl.sum(gs * e1[:, None, :], axis=2), mask=m_p)
+                    tl.store(dS + (p[None, :] * N_IN + i) * N + b[:, None], ds, mask=m_p)
             if N_DIM > 0:
                 tl.store(dF + (d[None, :] * N_IN + i) * N + b[:, None], df, mask=m_d)
         # dE_d/dQ[q] = q!/(q-d)! xi**(q-d), dE_d/dQ[k+1] = silu^(d): each point's share into its cell

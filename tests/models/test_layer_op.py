@@ -34,7 +34,7 @@ def rel(a: torch.Tensor, b: torch.Tensor) -> float:
     assert a.shape == b.shape and a.dtype == b.dtype
     if not b.numel():
         return 0.0
-    return ((a - b).abs().max() / b.abs().max().clamp_min(1e-300)).item()
+    return ((a - b).abs().max().double() / b.abs().max().double().clamp_min(1e-300)).item()
 
 
 CASES = [dict(), dict(free=True), dict(carry_S=False), dict(pairs=()), dict(pairs=((1, 1),), n_dim=3, n_in=1, n_out=4, k=2),

@@ -95,3 +95,16 @@ def test_errors_on_a_million_points_need_one_chunk_of_memory(bench):
     one_chunk = bench.peak_memory_mb(lambda: errors(model, problem.exact, x[:65536]), cpu)
     full = bench.peak_memory_mb(lambda: errors(model, problem.exact, x), cpu)
     assert full <= 1.2 * one_chunk, (full, one_chunk)
+
+
+def test_the_gpu_check_refuses_a_machine_without_cuda_before_measuring_anything(tmp_path):
+    """scripts/gpu_check.sh, the GPU measurements in one command: without CUDA it says so and writes nothing else."""
+    import subprocess
+    from pathlib import Path
+
+    if torch.cuda.is_available():
+        pytest.skip("this machine has a GPU: the script would measure it")
+    script = Path(__file__).resolve().parents[2] / "scripts" / "gpu_check.sh"
+    proc = subprocess.run(["bash", str(script), str(tmp_path / "out")], capture_output=True, text=True, timeout=120)
+    assert proc.returncode != 0 and "no CUDA device" in proc.stderr
+    assert list((tmp_path / "out").iterdir()) == []
