@@ -258,13 +258,14 @@ def layer_jet(h: Tensor, F: Tensor, S: Optional[Tensor], Q: Tensor, lo: Tensor, 
 def applies(x: Tensor, k: int) -> bool:
     """Whether a fast implementation serves tensors like x at degree k: the CPU kernel on the CPU, the Triton
     kernels on CUDA.  Elsewhere the layer keeps its own torch operations (cheaper than :func:`reference`'s
-    autograd backward)."""
+    written-out backward).  Under ``torch.compile`` the answer is taken once, when the graph is traced."""
     if k > native.MAX_K:
         return False
+    if torch.compiler.is_compiling():
+        return _fast_when_traced(x.device.type, x.dtype)
     return _fast(x.device.type, x.dtype)
 
 
-@torch.compiler.assume_constant_result
 def _fast(device_type: str, dtype: torch.dtype) -> bool:
     if not native.enabled():  # KANPDE_NATIVE=0 or native.switched(False): every kernel off, torch operations
         return False
@@ -275,3 +276,13 @@ def _fast(device_type: str, dtype: torch.dtype) -> bool:
 
         return triton_jet.usable(dtype)
     return False
+
+
+def _fast_when_traced(device_type: str, dtype: torch.dtype) -> bool:
+    return _fast(device_type, dtype)
+
+
+# What torch.compiler.assume_constant_result(_fast_when_traced) does, without importing torch._dynamo (and with
+# it Triton: 1.9 s) into every process that imports kanpde: dynamo calls the function instead of tracing its locks
+# and environment reads.  tests/models/test_layer_op.py compiles with fullgraph=True, so a change in torch shows.
+_fast_when_traced._dynamo_marked_constant = True  # type: ignore[attr-defined]

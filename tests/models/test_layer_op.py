@@ -114,3 +114,14 @@ def test_compiled_model_keeps_the_operator_without_graph_breaks(monkeypatch):
     assert rel(c_loss, e_loss) <= 1e-13
     for a, b in zip(c_grads, e_grads):
         assert rel(a, b) <= 1e-12
+
+
+@pytest.mark.slow
+def test_importing_kanpde_leaves_torch_compile_and_triton_unimported():
+    """Every run, test and sweep job imports kanpde: dynamo and Triton (about 2 s) load only when used."""
+    import subprocess
+    import sys
+
+    probe = "import sys, kanpde, kanpde.models.kan; print('torch._dynamo' in sys.modules, 'triton' in sys.modules)"
+    proc = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 0 and proc.stdout.split() == ["False", "False"], proc.stderr

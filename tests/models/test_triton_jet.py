@@ -28,7 +28,7 @@ CASES = [
     dict(pairs=((0, 0), (1, 1)), n_dim=2, n_in=4, n_out=1, grid=7, k=2),
     dict(pairs=((0, 0), (0, 1), (0, 2), (1, 1), (1, 2), (2, 2)), n_dim=3, n_in=2, n_out=3, free=True, k=4),
     dict(pairs=(), n_dim=1, n_out=8, grid=12),
-    dict(pairs=(), n_dim=0, n_in=5, n_out=1, k=1, free=True),  # plain evaluation
+    dict(pairs=(), n_dim=0, n_in=3, n_out=1, k=1, free=True),  # plain evaluation
 ]
 IDS = ["default", "free knots", "no S, k=1", "diagonal pairs, k=2", "3 dims, all pairs, free, k=4", "first only, G=12", "value only"]
 
@@ -37,8 +37,11 @@ def on_device(args):
     return tuple(a.to(DEVICE) if isinstance(a, torch.Tensor) else a for a in args)
 
 
-@pytest.mark.parametrize("dtype", [torch.float64, torch.float32], ids=["f64", "f32"])
-@pytest.mark.parametrize("case", CASES, ids=IDS)
+F32_CASES = ("default", "free knots", "3 dims, all pairs, free, k=4")  # float32: the dtype's plumbing and tolerance
+
+
+@pytest.mark.parametrize("case,dtype", [pytest.param(c, torch.float64, id=f"{i}-f64") for c, i in zip(CASES, IDS)]
+                         + [pytest.param(c, torch.float32, id=f"{i}-f32") for c, i in zip(CASES, IDS) if i in F32_CASES])
 def test_triton_kernels_match_torch_operations(case, dtype):
     args = on_device(layer_inputs(**case, n=150, dtype=dtype))
     args[0][1, 3] = float("nan")  # NaN counts as outside, as in the CPU kernel
