@@ -153,7 +153,8 @@ def test_a_failing_job_does_not_stop_the_sweep(tmp_path):
 @pytest.mark.slow
 def test_reproduction_script_end_to_end(tmp_path):
     """The quick reproduction at a toy size: both sweeps, then the comparison, in one command."""
-    proc = subprocess.run([sys.executable, "scripts/reproduce_poisson_scaling.py", "--quick", "--stage-steps", "3",
+    # the basic launcher: one process per sweep (the joblib launcher's worker start-ups have their own test)
+    proc = subprocess.run([sys.executable, "scripts/reproduce_poisson_scaling.py", "--quick", "--stage-steps", "3", "--launcher", "basic",
                            "--out", str(tmp_path), "--", "problem.n_interior=64", "problem.n_boundary=16"],
                           cwd=ROOT, capture_output=True, text=True, timeout=600)
     assert proc.returncode == 0, proc.stderr[-3000:]
