@@ -12,7 +12,11 @@ if "TRITON_INTERPRET" not in os.environ and not torch.cuda.is_available():
     os.environ["TRITON_INTERPRET"] = "1"
 
 if os.environ.get("PYTEST_XDIST_WORKER_COUNT"):  # parallel workers share the cores: one share of torch's threads each
-    torch.set_num_threads(max(1, (os.cpu_count() or 1) // int(os.environ["PYTEST_XDIST_WORKER_COUNT"])))
+    _share = max(1, (os.cpu_count() or 1) // int(os.environ["PYTEST_XDIST_WORKER_COUNT"]))
+    torch.set_num_threads(_share)
+    # and so do the runs the tests start as subprocesses (two workers each starting a 2-thread run on two cores
+    # oversubscribe them, and OpenMP's waiting threads then spin against each other)
+    os.environ.setdefault("OMP_NUM_THREADS", str(_share))
 
 
 @pytest.fixture

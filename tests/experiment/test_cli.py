@@ -19,10 +19,10 @@ ROOT = Path(__file__).resolve().parents[2]
 
 
 def kanpde(*overrides: str, cwd: Path = ROOT, env: dict | None = None) -> subprocess.CompletedProcess:
-    """Run ``python -m kanpde`` with Hydra overrides; 2 threads so CI's two cores are not oversubscribed."""
+    """Run ``python -m kanpde`` with Hydra overrides (threads: the worker's share, tests/conftest.py)."""
     return subprocess.run(
         [sys.executable, "-m", "kanpde", *overrides], cwd=cwd, capture_output=True, text=True, timeout=600,
-        env={**os.environ, "OMP_NUM_THREADS": "2", **(env or {})},
+        env={**os.environ, **(env or {})},
     )
 
 
