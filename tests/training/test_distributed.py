@@ -31,15 +31,20 @@ def _history(tmp_path: Path, optimizer: str, ranks: int, *flags: str, ok: bool =
     return json.loads(out.read_text())
 
 
-@pytest.mark.slow
-@pytest.mark.parametrize("optimizer", ["lbfgs", "rba+causal"])  # plain Adam: test_torchrun_runs_the_command_line_on_two_ranks
-def test_two_ranks_train_like_one_process_on_all_the_points(tmp_path, optimizer):
-    """Float64: the ranks' partial sums round differently from one sum, and L-BFGS's line search amplifies
-    that over many steps (to 3e-10 after 6 steps here), so its trajectory is compared over 5 steps."""
-    one, two = _history(tmp_path, optimizer, 1), _history(tmp_path, optimizer, 2)
-    assert one["step"] == two["step"] == list(range(5 if optimizer == "lbfgs" else 12))
+def _assert_same_history(two: dict, one: dict) -> None:
     for key in [k for k in one if k.startswith("loss") or k in ("rel_l2", "causal_min_weight")]:
         np.testing.assert_allclose(two[key], one[key], rtol=1e-10, atol=0, err_msg=key)
+
+
+# plain Adam: test_torchrun_runs_the_command_line_on_two_ranks; rba+causal:
+# test_ranks_train_like_one_process_and_resume_from_their_checkpoints
+@pytest.mark.slow
+def test_two_ranks_take_one_process_lbfgs_steps_on_all_the_points(tmp_path):
+    """Float64: the ranks' partial sums round differently from one sum, and L-BFGS's line search amplifies
+    that over many steps (to 3e-10 after 6 steps here), so its trajectory is compared over 5 steps."""
+    one, two = _history(tmp_path, "lbfgs", 1), _history(tmp_path, "lbfgs", 2)
+    assert one["step"] == two["step"] == list(range(5))
+    _assert_same_history(two, one)
     assert one["loss"][-1] < one["loss"][0]  # it trained
 
 
@@ -92,11 +97,13 @@ def test_torchrun_runs_the_command_line_on_two_ranks(tmp_path):
 
 
 @pytest.mark.slow
-def test_ranks_resume_from_their_checkpoints_to_the_uninterrupted_history(tmp_path):
-    """Two ranks checkpoint every step (one file each), die at step 7, and resume: the history is one process's."""
-    one = _history(tmp_path, "rba+causal", 1)
+def test_ranks_train_like_one_process_and_resume_from_their_checkpoints(tmp_path):
+    """Adam with RBA and causal weights: two ranks take one process's steps on all the points; then two ranks that
+    checkpoint every step (one file each) die at step 7 and resume: the history is still one process's."""
+    one, two = _history(tmp_path, "rba+causal", 1), _history(tmp_path, "rba+causal", 2)
+    assert one["step"] == two["step"] == list(range(12)) and one["loss"][-1] < one["loss"][0]
+    _assert_same_history(two, one)
+    (tmp_path / "rba+causal-2.json").unlink()  # the crashed run must write none
     _history(tmp_path, "rba+causal", 2, "--crash-at", "7", ok=False)
     assert {p.name for p in tmp_path.glob("checkpoint.rank*.pt")} == {"checkpoint.rank0.pt", "checkpoint.rank1.pt"}
-    two = _history(tmp_path, "rba+causal", 2, "--resume")
-    for key in [k for k in one if k.startswith("loss") or k in ("rel_l2", "causal_min_weight")]:
-        np.testing.assert_allclose(two[key], one[key], rtol=1e-10, atol=0, err_msg=key)
+    _assert_same_history(_history(tmp_path, "rba+causal", 2, "--resume"), one)
