@@ -5,7 +5,9 @@ squared residuals summed over its own points and divided by the term's global po
 the shares add up to the global loss; gradients and loss values are all-reduced (summed) before
 the optimiser sees them, so Adam and L-BFGS (whose line search reads the loss) take the same
 step on every rank as one process would on the union of the points.  ``torchrun
---nproc_per_node=N -m kanpde ...`` starts the ranks: gloo on the CPU, NCCL with one GPU per rank.
+--nproc_per_node=N -m kanpde ...`` starts the ranks on one node, and so does a submitit job with several
+tasks (``hydra/launcher=slurm_ddp``: tasks per node = GPUs, on one node or several): gloo on the CPU,
+NCCL with one GPU per rank.
 """
 from __future__ import annotations
 
@@ -66,8 +68,25 @@ def rank() -> int:
 
 
 def launched() -> bool:
-    """Whether this process is one of several started by torchrun (``WORLD_SIZE`` > 1)."""
-    return int(os.environ.get("WORLD_SIZE", "1")) > 1
+    """Whether this process is one of several: started by torchrun (``WORLD_SIZE`` > 1), or one task of a
+    submitit job with several tasks (:func:`submitit_tasks`, which then sets torchrun's variables)."""
+    return int(os.environ.get("WORLD_SIZE", "1")) > 1 or submitit_tasks() > 1
+
+
+def submitit_tasks() -> int:
+    """The number of tasks of the submitit job this process runs in (Hydra's ``slurm`` and ``submitit_local``
+    launchers with ``tasks_per_node`` or ``nodes`` above 1), 0 outside one.  Where there are several, and
+    torchrun's variables are not set, it exports them (rank, world size, local rank, the first node as the
+    rendezvous) with submitit's own helper, so that the ranks meet as torchrun's would."""
+    if "WORLD_SIZE" in os.environ or not os.environ.get("SUBMITIT_EXECUTOR"):
+        return 0
+    from submitit import JobEnvironment
+    from submitit.helpers import TorchDistributedEnvironment
+
+    n = JobEnvironment().num_tasks
+    if n > 1:
+        TorchDistributedEnvironment().export(set_cuda_visible_devices=False)  # LOCAL_RANK picks the GPU (init)
+    return n
 
 
 def init(device: str) -> str:

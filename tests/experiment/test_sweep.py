@@ -170,3 +170,16 @@ def test_reproduction_script_end_to_end(tmp_path):
     assert "identical for every run of the same seed" in md
     for name in ("scaling.png", "dynamics.png", "summary.h5"):
         assert (tmp_path / name).is_file(), name
+
+
+@pytest.mark.skipif(importlib.util.find_spec("hydra_plugins.hydra_submitit_launcher") is None,
+                    reason="hydra-submitit-launcher not installed (pip install -e '.[sweep]')")
+def test_the_multi_gpu_slurm_launcher_asks_one_task_per_gpu():
+    """hydra/launcher=slurm_ddp: one SLURM job whose tasks are the ranks, one per GPU, requeued on time-outs."""
+    from kanpde.experiment.configs import config_dir
+
+    with initialize_config_dir(config_dir=str(config_dir()), version_base="1.3"):
+        cfg = compose("config", overrides=["hydra/launcher=slurm_ddp", "hydra.launcher.nodes=2"], return_hydra_config=True)
+    launcher = cfg.hydra.launcher
+    assert launcher._target_.endswith("SlurmLauncher")
+    assert launcher.nodes == 2 and launcher.tasks_per_node == launcher.gpus_per_node == 4 and launcher.max_num_timeout >= 1

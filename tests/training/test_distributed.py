@@ -1,6 +1,7 @@
 """Data-parallel training: two CPU processes (gloo) on halves of the points take the steps one process takes on all."""
 from __future__ import annotations
 
+import importlib.util
 import json
 import os
 import subprocess
@@ -78,7 +79,8 @@ def test_techniques_that_read_one_ranks_points_are_refused():
 
 @pytest.mark.slow
 def test_torchrun_runs_the_command_line_on_two_ranks(tmp_path):
-    """`torchrun --nproc_per_node=2 -m kanpde ...`: rank 0 writes the one results file, whose history matches one process's."""
+    """`torchrun --nproc_per_node=2 -m kanpde ...`, and a submitit job of two tasks: rank 0 writes the one results
+    file, whose history matches one process's."""
     from kanpde.io import read_results
 
     args = ["problem=poisson1d", "problem.n_interior=400", "model.width=[1,4,1]", "trainer.optimizer=adam", "trainer.lr=1e-2",
@@ -94,6 +96,16 @@ def test_torchrun_runs_the_command_line_on_two_ranks(tmp_path):
     assert one["attrs"]["points_hash"] == two["attrs"]["points_hash"] and two["attrs"]["status"] == "ok"
     np.testing.assert_allclose(two["history"]["loss"], one["history"]["loss"], rtol=1e-10, atol=0)
     assert {p.name for p in (tmp_path / "two").glob("checkpoint*.pt")} == {"checkpoint.rank0-of-2.pt", "checkpoint.rank1-of-2.pt"}
+    # the same two ranks as the two tasks of one submitit job (what hydra/launcher=slurm_ddp submits), on this machine
+    if importlib.util.find_spec("hydra_plugins.hydra_submitit_launcher") is None:
+        return
+    tasks = subprocess.run([sys.executable, "-m", "kanpde", "-m", "hydra/launcher=submitit_local", "hydra.launcher.tasks_per_node=2",
+                            *args, f"hydra.sweep.dir={tmp_path / 'tasks'}"], capture_output=True, text=True, timeout=300, env=env)
+    assert tasks.returncode == 0, tasks.stderr[-3000:]
+    job = tmp_path / "tasks" / "0"
+    assert read_results(job / "results.h5")["attrs"]["status"] == "ok"
+    np.testing.assert_allclose(read_results(job / "results.h5")["history"]["loss"], one["history"]["loss"], rtol=1e-10, atol=0)
+    assert {p.name for p in job.glob("checkpoint*.pt")} == {"checkpoint.rank0-of-2.pt", "checkpoint.rank1-of-2.pt"}
 
 
 @pytest.mark.slow
