@@ -190,12 +190,10 @@ def solve(problem: Problem, model: nn.Module, trainer: Trainer | None = None, *,
             log.info(f"resuming from {resume}")
         extra = [Checkpointing(run_dir / ckpt, trainer.config.checkpoint.every, trainer.steps)] if run_dir is not None else []
         if trainer.config.marches:
-            if resume is not None:
-                raise CheckpointError(f"trainer.resume: a time-marching run cannot continue from {resume} yet; "
-                                      f"set trainer.resume=never or use another run directory")
             ends = marching_ends(problem, trainer)
-            log.info(f"time-marching over {len(ends) - 1} windows, {trainer.steps} steps each (no checkpoints)")
-            model, result = marching.march(trainer, problem, net, ends, x_eval, None if has_exact else u_ref, seed)
+            log.info(f"time-marching over {len(ends) - 1} windows, {trainer.steps} steps each")
+            model, result = marching.march(trainer, problem, net, ends, x_eval, None if has_exact else u_ref, seed,
+                                           window_checkpoints(trainer, run_dir))
             saved, net = model.windows, model.windows.nets[-1]  # model.pt holds every window's network
         else:
             result = trainer.fit(problem, model, train_points, x_eval, None if has_exact else u_ref, seed=seed, resume=resume,
@@ -266,6 +264,26 @@ def _attributes(problem: Problem, net: nn.Module, model: nn.Module, trainer: Tra
 def checkpoint_name(shards: distributed.Shards | None) -> str:
     """``checkpoint.pt``, or one file per rank in data-parallel training (each holds its rank's points and weights)."""
     return "checkpoint.pt" if shards is None else f"checkpoint.rank{shards.rank}-of-{shards.size}.pt"
+
+
+def window_checkpoints(trainer: Trainer, out: Path | None):
+    """A marching run's checkpoints, one per window (``checkpoint.window<w>.pt``), for :func:`marching.march`:
+    window w's checkpointing callback and the checkpoint it continues from (``trainer.resume=auto``)."""
+    setting = trainer.config.resume
+    if setting not in ("auto", "never"):
+        raise CheckpointError(f"trainer.resume={setting}: a time-marching run keeps one checkpoint per window in its run "
+                              "directory and continues from them with trainer.resume=auto (or starts afresh with never)")
+    if out is None:
+        return None
+
+    def window(w: int) -> tuple[list, Path | None]:
+        path = out / f"checkpoint.window{w}.pt"
+        resume = resume_from(setting, out, path.name)
+        if resume is not None:
+            log.info(f"window {w + 1}: resuming from {resume}")
+        return [Checkpointing(path, trainer.config.checkpoint.every, trainer.steps)], resume
+
+    return window
 
 
 def resume_from(setting: str, out: Path | None, name: str = "checkpoint.pt") -> Path | None:

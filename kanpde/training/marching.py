@@ -20,7 +20,8 @@ from __future__ import annotations
 import copy
 import importlib
 import logging
-from typing import Any, Sequence
+from pathlib import Path
+from typing import Any, Callable, Sequence
 
 import torch
 from torch import nn
@@ -173,7 +174,8 @@ def _rate(model: nn.Module, output: int, t: float):
 
 
 def march(trainer: Any, problem: Problem, net: nn.Module, ends: Sequence[float], x_eval: torch.Tensor,
-          u_ref: torch.Tensor | None, seed: int = 0) -> tuple[Marched, Any]:
+          u_ref: torch.Tensor | None, seed: int = 0,
+          checkpoints: Callable[[int], tuple[list[Any], Path | None]] | None = None) -> tuple[Marched, Any]:
     """Train one window after another with ``trainer`` (``trainer.steps`` steps each) and return the
     assembled u and one :class:`~kanpde.training.state.TrainResult` for the whole run.
 
@@ -182,6 +184,10 @@ def march(trainer: Any, problem: Problem, net: nn.Module, ends: Sequence[float],
     reference values at ``x_eval`` (None: the problem's exact solution).  The history's ``step``
     runs on across windows and a ``window`` column says which one a row belongs to; each window
     ends a stage.  A window that fails ends the run there, with its message.
+
+    ``checkpoints(w)``: window w's extra callbacks (its checkpointing) and the checkpoint it continues
+    from, or None.  A finished window's checkpoint gives back its trained network and history without a
+    step, so a resumed run replays the finished windows and continues the interrupted one exactly.
     """
     from kanpde.training.state import TrainResult
 
@@ -198,8 +204,9 @@ def march(trainer: Any, problem: Problem, net: nn.Module, ends: Sequence[float],
         earlier = Marched(problem, WindowNets.of(nets, ends[: w + 1])) if w else None
         sub = window_problem(problem, a, b, earlier)
         inside = (t >= a) & ((t < b) if w < len(ends) - 2 else (t <= b))
+        extra, resume = checkpoints(w) if checkpoints is not None else ([], None)
         result = trainer.fit(sub, marched.window_model(w), sub.sample_points(seed + 7919 * w), x_eval[inside],
-                             None if u_ref is None else u_ref[inside], seed=seed + w)
+                             None if u_ref is None else u_ref[inside], seed=seed + w, resume=resume, extra_callbacks=extra)
         for p in current.parameters():
             p.requires_grad_(False)
         nets.append(current)

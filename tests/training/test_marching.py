@@ -1,15 +1,20 @@
 """Time-marching (trainer.marching): windows that tile the time range and stitch exactly."""
 from __future__ import annotations
 
+import signal
+
 import numpy as np
 import pytest
 import torch
 
 from kanpde import KAN, MLP, Trainer, solve
+from kanpde.experiment.solve import Interrupted
 from kanpde.io import load_model, read_results
 from kanpde.problems.heat import Diffusion1D
 from kanpde.problems.poisson import Poisson1D
 from kanpde.problems.waves import Wave1D
+from kanpde.training.callbacks.base import Callback
+from kanpde.training.checkpoint import CheckpointError
 from kanpde.training.marching import Marched, WindowNets, window_ends, window_problem
 
 
@@ -116,3 +121,52 @@ def test_one_window_is_plain_training(f64):
         histories.append(solve(problem, net, Trainer(steps=5, log_every=1, progress=False, **settings), plots=False).history)
     assert "window" not in histories[1]
     np.testing.assert_array_equal(histories[0]["loss"], histories[1]["loss"])
+
+
+class _StopInWindow(Callback):
+    """Sends this process SIGTERM at ``step`` of window ``window`` (the run's checkpointing hears it)."""
+
+    def __init__(self, window: int, step: int) -> None:
+        self.window, self.step, self.fits = window, step, -1
+
+    def on_fit_start(self, state) -> None:
+        self.fits += 1
+
+    def on_step_end(self, state) -> None:
+        if self.fits == self.window and state.step == self.step:
+            signal.raise_signal(signal.SIGTERM)
+
+
+@pytest.mark.parametrize("window,step", [(1, 6), (0, 3)])
+def test_an_interrupted_marching_run_resumes_to_the_uninterrupted_history(f64, tmp_path, window, step):
+    """Every window writes its checkpoint; a run stopped inside a window continues there (the finished windows
+    come back from their checkpoints without a step), and ends with the uninterrupted run's history and networks."""
+    problem = Diffusion1D(n_interior=120, n_boundary=20)
+    lo, hi = problem.domain.bounds()
+
+    def run(out, *callbacks):
+        torch.manual_seed(0)
+        net = MLP([2, 6, 1], bounds=(lo.tolist(), hi.tolist()))
+        trainer = Trainer(steps=12, log_every=1, progress=False, marching={"windows": 3}, checkpoint={"every": 5},
+                          callbacks=list(callbacks))
+        return solve(problem, net, trainer, out_dir=out, plots=False)
+
+    run(tmp_path / "whole")
+    with pytest.raises(Interrupted, match=f"window {window + 1} of 3 .*interrupted by SIGTERM after step {step};"):
+        run(tmp_path / "part", _StopInWindow(window, step))
+    assert read_results(tmp_path / "part" / "results.h5")["attrs"]["status"] == "interrupted"
+    assert sorted(p.name for p in (tmp_path / "part").glob("checkpoint.window*.pt")) == [f"checkpoint.window{w}.pt" for w in range(window + 1)]
+    run(tmp_path / "part")
+    whole, part = (read_results(tmp_path / d / "results.h5") for d in ("whole", "part"))
+    assert part["attrs"]["status"] == "ok" and part["attrs"]["steps"] == 36
+    for key in whole["history"]:
+        if key != "time_s":
+            np.testing.assert_array_equal(part["history"][key], whole["history"][key], err_msg=key)
+    np.testing.assert_array_equal(part["eval"]["u_pred"], whole["eval"]["u_pred"])
+
+
+def test_a_marching_run_refuses_to_continue_from_one_named_checkpoint(tmp_path):
+    (tmp_path / "c.pt").write_bytes(b"")
+    with pytest.raises(CheckpointError, match="one checkpoint per window"):
+        solve(Diffusion1D(n_interior=20, n_boundary=8), MLP([2, 4, 1]),
+              Trainer(steps=2, progress=False, marching={"windows": 2}, resume=str(tmp_path / "c.pt")), out_dir=tmp_path / "o", plots=False)
