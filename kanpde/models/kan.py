@@ -399,6 +399,9 @@ class KANLayer(EdgeLayer):
         self.coef = nn.Parameter(coef.to(device=self.coef.device, dtype=self.coef.dtype).contiguous())
 
 
+Extremes = Callable[[torch.Tensor, torch.Tensor], tuple[torch.Tensor, torch.Tensor]]
+"""(lo, hi) -> (lo, hi) combined with other processes' (:meth:`KAN.input_ranges`)."""
+
 BASES: dict[str, type[EdgeLayer]] = {"bspline": KANLayer, "chebyshev": ChebyshevKANLayer, "rbf": RBFKANLayer}
 """Edge basis name -> layer class (the ``basis`` argument of :class:`KAN`)."""
 
@@ -534,7 +537,8 @@ class KAN(nn.Module):
 
     @torch.no_grad()
     def knot_plan(self, grid: int, x: torch.Tensor | None = None, margin: float = 0.05,
-                  place: Callable[[int, int, torch.Tensor, int], torch.Tensor] | None = None) -> list[torch.Tensor]:
+                  place: Callable[[int, int, torch.Tensor, int], torch.Tensor] | None = None,
+                  extremes: Extremes | None = None) -> list[torch.Tensor]:
         """Knot vectors, one (in, G' + 2k + 1) per layer, that contain the current knots and bring every layer
         to G' = ``grid`` intervals (more, if covering the inputs needs more).
 
@@ -542,20 +546,20 @@ class KAN(nn.Module):
         that the interior covers the inputs it sees, widened by ``margin`` of their spread (the first
         layer sees the normalised domain, inside its range by construction).  Each input then gets
         its remaining knots where ``place(layer, input, knots, count)`` puts them (default: an even
-        subdivision of the interior, :func:`kanpde.models.knots.subdivision`).
+        subdivision of the interior, :func:`kanpde.models.knots.subdivision`).  ``extremes``: see
+        :meth:`input_ranges`.
         """
         self._check_knots()
         k = self.k
-        seen = self.layer_inputs(x) if x is not None else None
+        ranges = self.input_ranges(x, extremes) if x is not None else None
         rows: list[list[torch.Tensor]] = []
         for l, layer in enumerate(self.layers):
             knots = layer.knot_vector()
             layer_rows = []
             for i in range(layer.in_features):
                 row = knots[i]
-                if seen is not None and l > 0:
-                    h = seen[l][:, i]
-                    lo, hi = float(h.min()), float(h.max())
+                if ranges is not None and l > 0:
+                    lo, hi = float(ranges[l][0][i]), float(ranges[l][1][i])
                     pad = margin * max(hi - lo, 1e-3)
                     row = cover(row, lo - pad, hi + pad, k)
                 layer_rows.append(row)
@@ -590,19 +594,29 @@ class KAN(nn.Module):
             layer.refine_to(knots)
 
     @torch.no_grad()
-    def update_grid(self, x: torch.Tensor, margin: float = 0.01) -> None:
+    def update_grid(self, x: torch.Tensor, margin: float = 0.01, extremes: Extremes | None = None) -> None:
         """Move the grids of the hidden layers to cover the activations seen on the samples ``x: (batch, width[0])``.
 
         The first layer keeps ``grid_range``: its inputs are the normalised domain, which the
         samples may not reach at the edges.  Each new range is the samples' [min, max] widened by
         ``margin`` of its length; the function is kept by a least-squares refit.  Chebyshev edges
         have no range to move (tanh maps every input into (-1, 1)): for them this does nothing.
+        ``extremes``: see :meth:`input_ranges`.
         """
-        seen = self.layer_inputs(x)
-        for layer, h in zip(self.layers[1:], seen[1:]):
-            lo, hi = h.min(dim=0).values, h.max(dim=0).values
+        for layer, (lo, hi) in zip(self.layers[1:], self.input_ranges(x, extremes)[1:]):
             pad = margin * (hi - lo).clamp_min(1e-3)
             layer.update_range(lo - pad, hi + pad)
+
+    @torch.no_grad()
+    def input_ranges(self, x: torch.Tensor, extremes: Extremes | None = None) -> list[tuple[torch.Tensor, torch.Tensor]]:
+        """Per layer, the smallest and largest value (in,) each of its inputs takes on the samples x: (batch, width[0]).
+        ``extremes(lo, hi)`` combines them with other processes' (data-parallel training: the min and max over
+        the ranks, :meth:`kanpde.training.distributed.Shards.extremes`), so that every rank moves its grids alike."""
+        ranges = []
+        for h in self.layer_inputs(x):
+            lo, hi = h.min(dim=0).values, h.max(dim=0).values
+            ranges.append((lo, hi) if extremes is None else extremes(lo, hi))
+        return ranges
 
     def n_params(self) -> int:
         """Number of trained parameters: per numeric edge G + k coefficients plus two scales (whatever the

@@ -45,6 +45,12 @@ class Shards:
         dist.all_reduce(out, op=dist.ReduceOp.MAX)
         return out
 
+    def extremes(self, lo: torch.Tensor, hi: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """The smallest ``lo`` and largest ``hi`` over the ranks (the inputs' ranges a grid update covers)."""
+        out = lo.detach().clone()
+        dist.all_reduce(out, op=dist.ReduceOp.MIN)
+        return out, self.max(hi)
+
     def reduce_gradients_of(self, params: list[nn.Parameter]) -> None:
         """Sum every parameter's gradient over the ranks, in one flat all-reduce."""
         grads = [p.grad for p in params if p.grad is not None]

@@ -214,8 +214,6 @@ class Trainer:
         local = [name for name, on in (("trainer.sampler.adaptive=rad", c.sampler.adaptive == "rad"),
                                        ("trainer.reg", c.reg.l1 > 0 or c.reg.entropy > 0),
                                        ("trainer.prune_at", c.prune_at is not None), ("trainer.symbolic.at", c.symbolic.at is not None),
-                                       ("trainer.grid_update=extension", c.grid_update == "extension"),
-                                       ("trainer.grid_update=follow", c.grid_update == "follow"),
                                        ("trainer.knots.method", c.knots.method != "none"),
                                        ("trainer.loss.balance", c.loss.balance != "none")) if on]
         if local:

@@ -71,8 +71,7 @@ def test_techniques_that_read_one_ranks_points_are_refused():
     with pytest.raises(ValueError, match="trainer.sampler.adaptive=rad do\\(es\\) not run data-parallel yet"):
         Trainer(steps=2, progress=False, sampler={"adaptive": "rad", "pool": 100}).fit(problem, model, points,
                                                                                    shards=Shards(0, 1, {"pde": 20, "dirichlet": 2}))
-    for settings, name in [(dict(knots={"method": "insert"}), "trainer.knots.method"),
-                           (dict(grid_update="follow"), "trainer.grid_update=follow")]:
+    for settings, name in [(dict(knots={"method": "insert"}), "trainer.knots.method")]:
         with pytest.raises(ValueError, match=f"{name} do\\(es\\) not run data-parallel yet"):
             Trainer(steps=2, progress=False, **settings).fit(problem, model, points, shards=Shards(0, 1, {"pde": 20, "dirichlet": 2}))
 

@@ -189,7 +189,7 @@ class GridExtension(Callback):
         if not self.knotted:
             return [lambda layer: layer.extend(grid)] * len(model.layers)
         x = state.points["pde"]["x"] if self.config.grid_update == "follow" else None
-        plan = model.knot_plan(grid, x, self.config.knots.margin)
+        plan = model.knot_plan(grid, x, self.config.knots.margin, extremes=extremes_of(state))
         return [lambda layer, t=t: layer.refine_to(t) for t in plan]
 
     def on_fit_start(self, state: TrainState) -> None:
@@ -205,5 +205,10 @@ class GridExtension(Callback):
             return
         state.end_stage()
         if self.config.grid_update == "extension":
-            model.update_grid(state.points["pde"]["x"])
+            model.update_grid(state.points["pde"]["x"], extremes=extremes_of(state))
         change_layers(state, self.changes(state, grid), carry=self.config.extension_state == "carry")
+
+
+def extremes_of(state: TrainState):
+    """How a grid update combines this process's input ranges with the other ranks' (None: one process)."""
+    return None if state.shards is None else state.shards.extremes
