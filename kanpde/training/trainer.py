@@ -215,7 +215,7 @@ class Trainer:
                                        ("trainer.reg", c.reg.l1 > 0 or c.reg.entropy > 0),
                                        ("trainer.prune_at", c.prune_at is not None), ("trainer.symbolic.at", c.symbolic.at is not None),
                                        ("trainer.knots.method", c.knots.method != "none"),
-                                       ("trainer.loss.balance", c.loss.balance != "none")) if on]
+                                       ("trainer.loss.balance=ntk", c.loss.balance == "ntk")) if on]
         if local:
             raise ValueError(f"{', '.join(local)} do(es) not run data-parallel yet (torchrun); run it in one process")
 

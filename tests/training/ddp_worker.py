@@ -24,9 +24,10 @@ model = KAN([2, 4, 1], grid=5, bounds=[b.tolist() for b in problem.domain.bounds
 points = problem.sample_points(0)
 settings = dict(optimizer="adam" if techniques else optimizer, steps=5 if optimizer == "lbfgs" else 12, log_every=1, progress=False,
                 device="cpu", lr=1e-2, grid_extension={"at": [], "grids": []})
-if techniques:  # and a grid update at step 4 that moves the hidden layer's grid to the range its inputs take on all ranks
+if techniques:  # with loss balancing, and a grid update at step 4 that moves the hidden layer's grid to the range its inputs take on all ranks
     settings["loss"] = {"rba": True, "causal": {"eps": 1.0, "slabs": 4}}
     settings.update(grid_extension={"at": [4], "grids": [10]}, grid_update="extension")
+    settings["loss"].update(balance="grad_norm", balance_period=3)  # term weights from the global gradients
 if "--single" in sys.argv:
     result = Trainer(**settings).fit(problem, model, points)
 else:

@@ -21,6 +21,7 @@ from kanpde.pde.conditions import Periodic
 from kanpde.pde.problem import Points, Problem
 from kanpde.training.callbacks.base import Callback
 from kanpde.training.config import LossConfig
+from kanpde.training.distributed import Shards
 from kanpde.training.state import TrainState
 
 
@@ -30,11 +31,20 @@ def _norm(grads: tuple[torch.Tensor | None, ...]) -> torch.Tensor:
 
 
 def grad_norm_weights(problem: Problem, model: nn.Module, points: Points, params: list[nn.Parameter],
-                      derivatives: str = "auto") -> dict[str, float]:
-    """λ_t = Σ_s |∇θ L_s| / |∇θ L_t| for the mean squares L_t of the problem's terms on ``points``."""
+                      derivatives: str = "auto", shards: Shards | None = None) -> dict[str, float]:
+    """λ_t = Σ_s |∇θ L_s| / |∇θ L_t| for the mean squares L_t of the problem's terms on ``points``.
+
+    Data-parallel (``shards``): each rank differentiates its share of L_t, and the shares' gradients are
+    summed over the ranks (one all-reduce) before the norms are taken, so every rank gets one process's weights."""
     squares = problem.pointwise(model, points, derivatives)
-    norms = {t: _norm(torch.autograd.grad(v.mean(), params, retain_graph=True, allow_unused=True)) for t, v in squares.items()}
-    return _ratios(norms)
+    grads = {}
+    for t, v in squares.items():
+        mean = v.mean() if shards is None else shards.mean(t, v)
+        parts = torch.autograd.grad(mean, params, retain_graph=True, allow_unused=True)
+        grads[t] = torch.cat([(torch.zeros_like(p) if g is None else g.detach()).reshape(-1) for g, p in zip(parts, params)])
+    if shards is not None:
+        grads = dict(zip(grads, shards.sum(torch.stack(list(grads.values())))))
+    return _ratios({t: torch.linalg.vector_norm(g) for t, g in grads.items()})
 
 
 def ntk_weights(problem: Problem, model: nn.Module, points: Points, params: list[nn.Parameter], n_points: int,
@@ -98,7 +108,7 @@ class LossBalance(Callback):
             return
         params = [p for p in state.trainable.parameters() if p.requires_grad]
         if self.config.balance == "grad_norm":
-            new = grad_norm_weights(state.problem, state.loss_model, state.points, params, state.derivatives)
+            new = grad_norm_weights(state.problem, state.loss_model, state.points, params, state.derivatives, state.shards)
         else:
             generator = torch.Generator().manual_seed(state.step + 1_000_003 * state.seed)
             new = ntk_weights(state.problem, state.loss_model, state.points, params, self.config.ntk_points, generator,
