@@ -399,6 +399,16 @@ class KANLayer(EdgeLayer):
         self.coef = nn.Parameter(coef.to(device=self.coef.device, dtype=self.coef.dtype).contiguous())
 
 
+def sparsity(sizes: Sequence[torch.Tensor], l1: float = 1.0, entropy: float = 1.0) -> torch.Tensor:
+    """The sparsity penalty of the edges' sizes |phi|_1 (one (in, out) per layer, :meth:`KAN.edge_sizes`)."""
+    total = sizes[0].new_zeros(())
+    for size in sizes:
+        layer_l1 = size.sum()
+        share = size / layer_l1.clamp_min(torch.finfo(size.dtype).tiny)
+        total = total + l1 * layer_l1 - entropy * (share * torch.log(share.clamp_min(1e-30))).sum()
+    return total
+
+
 Extremes = Callable[[torch.Tensor, torch.Tensor], tuple[torch.Tensor, torch.Tensor]]
 """(lo, hi) -> (lo, hi) combined with other processes' (:meth:`KAN.input_ranges`)."""
 
@@ -639,13 +649,13 @@ class KAN(nn.Module):
         layer's edges: ``l1 · sum_l |Phi_l|_1 + entropy · sum_l S(Phi_l)``, where S is the entropy of
         the shares |phi|_1 / |Phi|_1.  The L1 term shrinks edges; the entropy term favours few large ones.
         """
-        total = x.new_zeros(())
-        for act in self.edge_activations(x):
-            size = act.abs().mean(0)  # (in, out)
-            layer_l1 = size.sum()
-            share = size / layer_l1.clamp_min(torch.finfo(size.dtype).tiny)
-            total = total + l1 * layer_l1 - entropy * (share * torch.log(share.clamp_min(1e-30))).sum()
-        return total
+        return sparsity(self.edge_sizes(x), l1, entropy)
+
+    def edge_sizes(self, x: torch.Tensor, count: int | None = None) -> list[torch.Tensor]:
+        """Per layer, each edge's |phi|_1 (in, out): the sum of |phi(x)| over the samples x: (batch, width[0]),
+        divided by ``count`` (default: the batch; data-parallel: all ranks' points, so that the ranks' values add up)."""
+        n = x.shape[0] if count is None else count
+        return [act.abs().sum(0) / n for act in self.edge_activations(x)]
 
     def fix_symbolic(self, layer: int, i: int, o: int, name: str, params: tuple[float, float, float, float] | None = None) -> None:
         """Make edge i -> o of ``layer`` compute c·f(a·x + b) + d (see :meth:`EdgeLayer.fix_symbolic`); rebuild the optimiser after."""

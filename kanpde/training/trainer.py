@@ -212,7 +212,6 @@ class Trainer:
         """Refuse the techniques that read the points of one rank as if they were all (not data-parallel yet)."""
         c = self.config
         local = [name for name, on in (("trainer.sampler.adaptive=rad", c.sampler.adaptive == "rad"),
-                                       ("trainer.reg", c.reg.l1 > 0 or c.reg.entropy > 0),
                                        ("trainer.prune_at", c.prune_at is not None), ("trainer.symbolic.at", c.symbolic.at is not None),
                                        ("trainer.knots.method", c.knots.method != "none"),
                                        ("trainer.loss.balance=ntk", c.loss.balance == "ntk")) if on]

@@ -28,6 +28,7 @@ if techniques:  # with loss balancing, and a grid update at step 4 that moves th
     settings["loss"] = {"rba": True, "causal": {"eps": 1.0, "slabs": 4}}
     settings.update(grid_extension={"at": [4], "grids": [10]}, grid_update="extension")
     settings["loss"].update(balance="grad_norm", balance_period=3)  # term weights from the global gradients
+    settings["reg"] = {"l1": 1e-2, "entropy": 1e-2}  # the sparsity penalty of the edges' sizes over all ranks' points
 if "--single" in sys.argv:
     result = Trainer(**settings).fit(problem, model, points)
 else:
