@@ -18,8 +18,7 @@ from kanpde.interpret.network import kan_of
 @torch.no_grad()
 def edge_scores(model: KAN, x: torch.Tensor) -> list[torch.Tensor]:
     """Per layer (width[l], width[l+1]): mean |phi_{i->o}| over the samples x: (batch, width[0]); pruned edges score 0."""
-    net = kan_of(model)
-    return [act.abs().mean(0) for act in net.edge_activations(x)]
+    return kan_of(model).edge_sizes(x)
 
 
 def node_scores(model: KAN, x: torch.Tensor) -> list[tuple[torch.Tensor, torch.Tensor]]:
@@ -41,18 +40,21 @@ def _alive(net: KAN) -> list[torch.Tensor]:
 
 
 @torch.no_grad()
-def prune(model: KAN, x: torch.Tensor, threshold: float = 1e-2, inplace: bool = False) -> KAN:
+def prune(model: KAN, x: torch.Tensor | None, threshold: float = 1e-2, inplace: bool = False,
+          scores: list[torch.Tensor] | None = None) -> KAN:
     """The KAN without its edges scoring below ``threshold`` on x: (batch, width[0]), nor the hidden nodes
     those leave without an incoming or an outgoing edge; narrower layers (new ``width``).
 
     What remains computes the same function as before minus the dropped edges.  With ``inplace`` the
     model itself changes (rebuild its optimiser after); otherwise a pruned copy is returned.  A
-    threshold that would leave a hidden layer empty fails before anything changes.
+    threshold that would leave a hidden layer empty fails before anything changes.  ``scores``: the
+    edges' scores given (data-parallel training: over all ranks' points) instead of taken on x.
     """
     if not threshold >= 0:
         raise ValueError(f"prune threshold must be >= 0, got {threshold}")
     net = kan_of(model)
-    alive = [a & (s.cpu() >= threshold) for a, s in zip(_alive(net), edge_scores(net, x))]
+    scores = edge_scores(net, x) if scores is None else scores
+    alive = [a & (s.cpu() >= threshold) for a, s in zip(_alive(net), scores)]
     keep = [torch.ones(w, dtype=torch.bool) for w in net.width]
     changed = True
     while changed:  # dropping a node can leave a node of the next or previous layer without edges

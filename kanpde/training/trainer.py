@@ -212,7 +212,7 @@ class Trainer:
         """Refuse the techniques that read the points of one rank as if they were all (not data-parallel yet)."""
         c = self.config
         local = [name for name, on in (("trainer.sampler.adaptive=rad", c.sampler.adaptive == "rad"),
-                                       ("trainer.prune_at", c.prune_at is not None), ("trainer.symbolic.at", c.symbolic.at is not None),
+                                       ("trainer.symbolic.at", c.symbolic.at is not None),
                                        ("trainer.knots.method", c.knots.method != "none"),
                                        ("trainer.loss.balance=ntk", c.loss.balance == "ntk")) if on]
         if local:

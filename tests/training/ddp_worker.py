@@ -29,6 +29,7 @@ if techniques:  # with loss balancing, and a grid update at step 4 that moves th
     settings.update(grid_extension={"at": [4], "grids": [10]}, grid_update="extension")
     settings["loss"].update(balance="grad_norm", balance_period=3)  # term weights from the global gradients
     settings["reg"] = {"l1": 1e-2, "entropy": 1e-2}  # the sparsity penalty of the edges' sizes over all ranks' points
+    settings.update(prune_at=8, prune_threshold=0.015)  # drops hidden node 2 (its edge scores 0.008 at step 8; the next 0.021)
 if "--single" in sys.argv:
     result = Trainer(**settings).fit(problem, model, points)
 else:
@@ -54,5 +55,6 @@ else:
     if rank != 0:
         sys.exit(0)
 assert result.status == "ok", result.message
+assert not techniques or result.pruned_width == [2, 3, 1], result.pruned_width
 with open(out, "w") as f:
     json.dump({k: v for k, v in result.history.items() if k != "time_s"} | {"pid": os.getpid()}, f)

@@ -118,3 +118,17 @@ def test_ranks_train_like_one_process_and_resume_from_their_checkpoints(tmp_path
     _history(tmp_path, "rba+causal", 2, "--crash-at", "7", ok=False)
     assert {p.name for p in tmp_path.glob("checkpoint.rank*.pt")} == {"checkpoint.rank0.pt", "checkpoint.rank1.pt"}
     _assert_same_history(_history(tmp_path, "rba+causal", 2, "--resume"), one)
+
+
+def test_edge_sizes_of_the_shards_add_up_to_the_whole_batch():
+    """What data-parallel pruning and the sparsity penalty all-reduce: each rank's edge sizes, divided by the global
+    count, sum to the edge scores of all the points."""
+    from kanpde import KAN
+    from kanpde.interpret.importance import edge_scores
+
+    torch.manual_seed(3)
+    model = KAN([2, 3, 2], grid=4).double()
+    x = torch.rand(101, 2, dtype=torch.float64) * 2 - 1
+    parts = [model.edge_sizes(x[part], count=len(x)) for part in (slice(0, 40), slice(40, 101))]
+    for a, b, whole in zip(*parts, edge_scores(model, x)):
+        torch.testing.assert_close(a + b, whole, rtol=1e-13, atol=0)

@@ -2,10 +2,11 @@
 points is below a threshold, and the nodes left without edges; training goes on with the smaller network."""
 from __future__ import annotations
 
+import torch
 from torch import nn
 
 from kanpde.interpret.importance import prune
-from kanpde.interpret.network import require_kan
+from kanpde.interpret.network import kan_of, require_kan
 from kanpde.training.callbacks.base import Callback
 from kanpde.training.state import TrainState
 
@@ -23,8 +24,13 @@ class Prune(Callback):
         if state.step != self.at:
             return
         state.end_stage()
+        x = state.points["pde"]["x"]
+        scores = None
+        if state.shards is not None:  # every rank prunes alike: the scores over all ranks' points
+            with torch.no_grad():
+                scores = [state.shards.sum(s) for s in kan_of(state.model).edge_sizes(x, state.shards.counts["pde"])]
         try:
-            state.pruned_width = list(prune(state.model, state.points["pde"]["x"], self.threshold, inplace=True).width)
+            state.pruned_width = list(prune(state.model, x, self.threshold, inplace=True, scores=scores).width)
         except ValueError as e:  # nothing changed: the model stays as trained so far
             state.fail(f"trainer.prune_at={state.step}: {e} (trainer.prune_threshold)", "prune")
             return
