@@ -76,11 +76,9 @@ def _edges(Q, i, cell, xi, s0, s1, s2, s3, o, mask, N_OUT: tl.constexpr, K: tl.c
 
 
 @triton.jit
-def layer_jet_forward(h, sg, F, S, Q, left, step, knots, pair_a, pair_b, value, first, second, N,
-                      N_IN: tl.constexpr, N_OUT: tl.constexpr, K: tl.constexpr, N_CELLS: tl.constexpr,
-                      N_DIM: tl.constexpr, N_PAIRS: tl.constexpr, HAS_S: tl.constexpr, FREE: tl.constexpr,
-                      POW: tl.constexpr, LOG: tl.constexpr, OUT_P: tl.constexpr, DIM_P: tl.constexpr,
-                      PAIR_P: tl.constexpr, BLOCK: tl.constexpr):
+def _block(pair_a, pair_b, N, N_OUT: tl.constexpr, N_DIM: tl.constexpr, N_PAIRS: tl.constexpr, OUT_P: tl.constexpr,
+           DIM_P: tl.constexpr, PAIR_P: tl.constexpr, BLOCK: tl.constexpr):
+    """This program's points b and their mask; the output, direction and pair ranges with their masks; the pairs."""
     b = tl.program_id(0) * BLOCK + tl.arange(0, BLOCK)
     live = b < N
     o = tl.arange(0, OUT_P)
@@ -91,6 +89,16 @@ def layer_jet_forward(h, sg, F, S, Q, left, step, knots, pair_a, pair_b, value, 
     m_p = live[:, None] & (p < N_PAIRS)[None, :]
     pa = tl.load(pair_a + p, mask=p < N_PAIRS, other=0)
     pb = tl.load(pair_b + p, mask=p < N_PAIRS, other=0)
+    return b, live, o, d, p, m_o, m_d, m_p, pa, pb
+
+
+@triton.jit
+def layer_jet_forward(h, sg, F, S, Q, left, step, knots, pair_a, pair_b, value, first, second, N,
+                      N_IN: tl.constexpr, N_OUT: tl.constexpr, K: tl.constexpr, N_CELLS: tl.constexpr,
+                      N_DIM: tl.constexpr, N_PAIRS: tl.constexpr, HAS_S: tl.constexpr, FREE: tl.constexpr,
+                      POW: tl.constexpr, LOG: tl.constexpr, OUT_P: tl.constexpr, DIM_P: tl.constexpr,
+                      PAIR_P: tl.constexpr, BLOCK: tl.constexpr):
+    b, live, o, d, p, m_o, m_d, m_p, pa, pb = _block(pair_a, pair_b, N, N_OUT, N_DIM, N_PAIRS, OUT_P, DIM_P, PAIR_P, BLOCK)
     acc_v = tl.zeros([BLOCK, OUT_P], dtype=value.dtype.element_ty)
     acc_f = tl.zeros([BLOCK, DIM_P, OUT_P], dtype=value.dtype.element_ty)
     acc_s = tl.zeros([BLOCK, PAIR_P, OUT_P], dtype=value.dtype.element_ty)
@@ -125,18 +133,9 @@ def layer_jet_backward(h, sg, F, S, Q, left, step, knots, pair_a, pair_b, g_valu
                        POW: tl.constexpr, LOG: tl.constexpr, OUT_P: tl.constexpr, DIM_P: tl.constexpr,
                        PAIR_P: tl.constexpr, BLOCK: tl.constexpr, HAS_GV: tl.constexpr, HAS_GF: tl.constexpr,
                        HAS_GS: tl.constexpr, NEED_INPUT: tl.constexpr):
-    b = tl.program_id(0) * BLOCK + tl.arange(0, BLOCK)
-    live = b < N
-    o = tl.arange(0, OUT_P)
-    d = tl.arange(0, DIM_P)
-    p = tl.arange(0, PAIR_P)
-    m_o = live[:, None] & (o < N_OUT)[None, :]
-    m_d = live[:, None] & (d < N_DIM)[None, :]
-    m_p = live[:, None] & (p < N_PAIRS)[None, :]
+    b, live, o, d, p, m_o, m_d, m_p, pa, pb = _block(pair_a, pair_b, N, N_OUT, N_DIM, N_PAIRS, OUT_P, DIM_P, PAIR_P, BLOCK)
     m_do = m_d[:, :, None] & (o < N_OUT)[None, None, :]
     m_po = m_p[:, :, None] & (o < N_OUT)[None, None, :]
-    pa = tl.load(pair_a + p, mask=p < N_PAIRS, other=0)
-    pb = tl.load(pair_b + p, mask=p < N_PAIRS, other=0)
     # the loss's gradients of the layer's outputs, the same for every input
     g0 = tl.zeros([BLOCK, OUT_P], dtype=dQ.dtype.element_ty)
     if HAS_GV:
