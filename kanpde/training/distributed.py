@@ -45,6 +45,16 @@ class Shards:
         dist.all_reduce(out, op=dist.ReduceOp.MAX)
         return out
 
+    def gather(self, piece: torch.Tensor, total: int) -> torch.Tensor:
+        """Every rank's ``piece`` of a ``total``-row tensor (split over the ranks as ``torch.tensor_split`` splits
+        it), concatenated in rank order on every rank."""
+        lengths = [len(part) for part in torch.tensor_split(torch.empty(total), self.size)]
+        padded = piece.new_zeros(max(lengths), *piece.shape[1:])
+        padded[: len(piece)] = piece.detach()
+        parts = [torch.empty_like(padded) for _ in range(self.size)]
+        dist.all_gather(parts, padded)
+        return torch.cat([part[:n] for part, n in zip(parts, lengths)])
+
     def extremes(self, lo: torch.Tensor, hi: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """The smallest ``lo`` and largest ``hi`` over the ranks (the inputs' ranges a grid update covers)."""
         out = lo.detach().clone()

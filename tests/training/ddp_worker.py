@@ -29,6 +29,7 @@ if techniques:  # with loss balancing, and a grid update at step 4 that moves th
     settings.update(grid_extension={"at": [4], "grids": [10]}, grid_update="extension")
     settings["loss"].update(balance="grad_norm", balance_period=3)  # term weights from the global gradients
     settings["reg"] = {"l1": 1e-2, "entropy": 1e-2}  # the sparsity penalty of the edges' sizes over all ranks' points
+    settings["sampler"] = {"adaptive": "rad", "pool": 1001, "period": 5}  # PDE points redrawn at steps 5, 10 from all ranks' residuals
     settings.update(prune_at=8, prune_threshold=0.015)  # drops hidden node 2 (its edge scores 0.008 at step 8; the next 0.021)
 if "--single" in sys.argv:
     result = Trainer(**settings).fit(problem, model, points)

@@ -82,21 +82,32 @@ class RAD(Callback):
                              f"(points are drawn without replacement)")
 
     def draw(self, state: TrainState) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-        """A uniform candidate pool, its PDE residuals |r| and the indices of the points drawn from it."""
+        """A uniform candidate pool, its PDE residuals |r| and the indices of the points drawn from it.
+
+        Data-parallel, every rank draws the same pool (it is seeded), evaluates its share of it, gathers
+        the residuals of the whole pool, and so draws the same points as one process; it then keeps its
+        share of them (:meth:`on_step_start`)."""
         x = state.points["pde"]["x"]
         pool_seed = 7919 * state.step + 104729 * state.seed  # seed 0 draws what kanpde drew before seeds counted
         pool = state.problem.domain.sample_interior(self.config.pool, "uniform", pool_seed).to(device=x.device, dtype=x.dtype)
+        shards = state.shards
+        mine = pool if shards is None else torch.tensor_split(pool, shards.size)[shards.rank]
         with torch.enable_grad():  # nested autograd needs a graph; the forward back end does not mind
             residual = torch.cat([state.problem.pde_pointwise(state.loss_model, xc, state.derivatives).detach()
-                                  for xc in torch.split(pool, self.chunk)]).sqrt()
+                                  for xc in torch.split(mine, self.chunk)]).sqrt()
+        if shards is not None:
+            residual = shards.gather(residual, len(pool))
         generator = torch.Generator(device=x.device).manual_seed(state.step + 1_000_003 * state.seed)
-        _, chosen = rad_resample(pool, residual, x.shape[0], self.config.k, self.config.c, generator)
+        n = x.shape[0] if shards is None else shards.counts["pde"]
+        _, chosen = rad_resample(pool, residual, n, self.config.k, self.config.c, generator)
         return pool, residual, chosen
 
     def on_step_start(self, state: TrainState) -> None:
         if state.step == 0 or state.step % self.config.period:
             return
         pool, residual, chosen = self.draw(state)
+        if state.shards is not None:  # this rank's share of the drawn points, split as the points first were
+            chosen = torch.tensor_split(chosen, state.shards.size)[state.shards.rank]
         state.points["pde"] = {"x": pool[chosen]}
         state.callbacks.call("on_resample", state, "pde", residual[chosen], residual.max())
         if takes_closure(state.optimizer):  # its curvature memory belongs to the old points
