@@ -69,7 +69,6 @@ def test_techniques_that_read_one_ranks_points_are_refused():
     problem = Poisson1D(n_interior=20)
     model, points = setup_kan(problem, [1, 2, 1])
     for settings, name in [(dict(knots={"method": "insert"}), "trainer.knots.method"),
-                           (dict(symbolic={"at": 1}), "trainer.symbolic.at"),
                            (dict(loss={"balance": "ntk"}), "trainer.loss.balance=ntk")]:
         with pytest.raises(ValueError, match=f"{name} do\\(es\\) not run data-parallel yet"):
             Trainer(steps=2, progress=False, **settings).fit(problem, model, points, shards=Shards(0, 1, {"pde": 20, "dirichlet": 2}))

@@ -27,5 +27,8 @@ class SymbolicStep(Callback):
             return
         state.end_stage()
         c = self.config
-        state.symbolic = auto_symbolic(state.model, state.points["pde"]["x"], c.library, c.complexity_penalty, c.r2_min)
+        x = state.points["pde"]["x"]
+        if state.shards is not None:  # every rank fits the same forms: on all ranks' points, in one process's order
+            x = state.shards.gather(x, state.shards.counts["pde"])
+        state.symbolic = auto_symbolic(state.model, x, c.library, c.complexity_penalty, c.r2_min)
         state.model_changed()
