@@ -181,7 +181,7 @@ def run(
         resume_from(trainer.config.resume, Path(output_dir))
         if distributed.ranks() > 1:
             trainer.check_data_parallel()
-            distributed.shard(problem.sample_points(int(cfg.seed)), distributed.rank(), distributed.ranks())
+            distributed.shard(problem.sample_points(int(cfg.seed)), distributed.rank(), distributed.ranks(), problem.paired_terms)
     except ValueError as e:
         raise ConfigError(str(e)) from None
     return solve(problem, net, trainer, out_dir=Path(output_dir), seed=int(cfg.seed), plots=bool(cfg.get("plots", True)),

@@ -180,7 +180,7 @@ def solve(problem: Problem, model: nn.Module, trainer: Trainer | None = None, *,
     run_dir = out = Path(out_dir) if out_dir is not None else None
     train_points, shards = points, None
     if distributed.ranks() > 1:  # started by torchrun: train on this rank's share; rank 0 alone writes results
-        train_points, shards = distributed.shard(points, distributed.rank(), distributed.ranks())
+        train_points, shards = distributed.shard(points, distributed.rank(), distributed.ranks(), problem.paired_terms)
         log.info(f"data-parallel on {shards.size} ranks ({', '.join(f'{t}: {n}' for t, n in shards.counts.items())} points in all)")
         out = out if shards.rank == 0 else None
     with run_lock(out):

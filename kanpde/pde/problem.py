@@ -167,6 +167,11 @@ class Problem(ABC):
         """Names of the loss terms: ``"pde"`` then each condition's not imposed exactly."""
         return ["pde"] + [c.name for c in self.conditions if c.name not in self.exact_terms]
 
+    @property
+    def paired_terms(self) -> set[str]:
+        """The terms whose points come as pairs, the first half matched with the second (periodic conditions)."""
+        return {c.name for c in self.conditions if isinstance(c, Periodic)}
+
     def distance(self, x: torch.Tensor) -> torch.Tensor:
         """Hard constraints: x: (n, dim) -> (n, n_out), zero where a value is imposed exactly.
 

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import os
 from dataclasses import dataclass
+from typing import Iterable
 
 import torch
 import torch.distributed as dist
@@ -23,15 +24,21 @@ from kanpde.pde.problem import Points
 
 @dataclass
 class Shards:
-    """This process's place among the ranks and each loss term's global number of points."""
+    """This process's place among the ranks, each loss term's global number of points, and this rank's (None: as
+    many as the global, one rank)."""
 
     rank: int
     size: int
     counts: dict[str, int]
+    local: dict[str, int] | None = None
 
     def mean(self, term: str, values: torch.Tensor) -> torch.Tensor:
-        """This rank's share of the global mean of ``values`` (n,) over all ranks' points of ``term``."""
-        return values.sum() / self.counts[term]
+        """This rank's share of the global mean of ``values`` (n,) over all ranks' points of ``term``.
+
+        A term may give more or fewer values than points (a periodic pair gives one value per pair and part);
+        that ratio is the same on every rank, so the global number of values is ``counts`` times it."""
+        local = self.counts[term] if self.local is None else self.local[term]
+        return values.sum() / (self.counts[term] * values.numel() / local)
 
     def sum(self, value: torch.Tensor) -> torch.Tensor:
         """``value`` summed over the ranks (a new tensor; no gradient flows through it)."""
@@ -113,12 +120,26 @@ def init(device: str) -> str:
     return f"cuda:{int(os.environ.get('LOCAL_RANK', 0))}" if cuda else "cpu"
 
 
-def shard(points: Points, rank: int, size: int) -> tuple[Points, Shards]:
-    """Rank ``rank``'s contiguous share of every term's points, and the global counts; each rank needs a point per term."""
+def shard(points: Points, rank: int, size: int, paired: Iterable[str] = ()) -> tuple[Points, Shards]:
+    """Rank ``rank``'s contiguous share of every term's points, and the global counts; each rank needs a point per term.
+
+    The ``paired`` terms' points come as pairs, the first half matched with the second (periodic conditions):
+    those are shared out by pairs, each rank's share again its pairs' first halves, then their second halves."""
+    paired = set(paired)
     counts = {t: len(next(iter(p.values()))) for t, p in points.items()}
-    small = {t: n for t, n in counts.items() if n < size}
+    have = {t: n // 2 if t in paired else n for t, n in counts.items()}
+    small = {t: n for t, n in have.items() if n < size}
     if small:
-        raise ValueError(f"{size} ranks need at least {size} points per loss term; "
-                         + ", ".join(f"{t} has {n}" for t, n in small.items()))
-    mine = {t: {k: torch.tensor_split(v, size)[rank] for k, v in p.items()} for t, p in points.items()}
-    return mine, Shards(rank, size, counts)
+        raise ValueError(f"{size} ranks need at least {size} points per loss term (pairs for a periodic one); "
+                         + ", ".join(f"{t} has {n}{' pairs' if t in paired else ''}" for t, n in small.items()))
+    mine = {}
+    for t, p in points.items():
+        if t in paired:
+            half = counts[t] // 2
+            pairs = torch.tensor_split(torch.arange(half), size)[rank]
+            index = torch.cat([pairs, pairs + half]).to(next(iter(p.values())).device)
+            mine[t] = {k: v[index] for k, v in p.items()}
+        else:
+            mine[t] = {k: torch.tensor_split(v, size)[rank] for k, v in p.items()}
+    local = {t: len(next(iter(p.values()))) for t, p in mine.items()}
+    return mine, Shards(rank, size, counts, local)

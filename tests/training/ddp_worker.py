@@ -11,14 +11,15 @@ import torch.distributed as dist
 
 from kanpde import KAN, Trainer
 from kanpde.problems.heat import Diffusion1D
-from kanpde.problems.poisson import Poisson2D
+from kanpde.problems.transport import Convection1D
 from kanpde.training.distributed import init, shard
 
 optimizer, out = sys.argv[1], sys.argv[2]
 torch.set_num_threads(1)
 torch.set_default_dtype(torch.float64)
 techniques = optimizer == "rba+causal"  # Adam with residual-based attention and causal weights, on a problem in time
-problem = Diffusion1D(n_interior=400, n_boundary=40) if techniques else Poisson2D(n_interior=400, n_boundary=80)
+# L-BFGS on convection1d: its periodic condition's point pairs are shared out by pairs (one value per pair)
+problem = Diffusion1D(n_interior=400, n_boundary=40) if techniques else Convection1D(n_interior=400, n_boundary=40)
 torch.manual_seed(0)
 model = KAN([2, 4, 1], grid=5, bounds=[b.tolist() for b in problem.domain.bounds()])
 points = problem.sample_points(0)
@@ -37,7 +38,7 @@ if "--single" in sys.argv:
 else:
     init("cpu")
     rank, size = dist.get_rank(), dist.get_world_size()
-    mine, shards = shard(points, rank, size)
+    mine, shards = shard(points, rank, size, problem.paired_terms)
     if "--crash-at" in sys.argv or "--resume" in sys.argv:  # every rank checkpoints; a crash at one step stops them all
         from kanpde import Callback
         from kanpde.training.callbacks.checkpointing import Checkpointing

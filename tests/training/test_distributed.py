@@ -55,7 +55,7 @@ def test_shards_split_every_term_and_need_a_point_per_rank():
     assert all(s.counts == {"pde": 10, "dirichlet": 3} for _, s in parts)
     torch.testing.assert_close(torch.cat([p["pde"]["x"] for p, _ in parts]), points["pde"]["x"])
     assert [len(p["dirichlet"]["normal"]) for p, _ in parts] == [1, 1, 1]
-    with pytest.raises(ValueError, match="4 ranks need at least 4 points per loss term; dirichlet has 3"):
+    with pytest.raises(ValueError, match="4 ranks need at least 4 points per loss term \\(pairs for a periodic one\\); dirichlet has 3"):
         shard(points, 0, 4)
 
 
@@ -133,3 +133,22 @@ def test_edge_sizes_of_the_shards_add_up_to_the_whole_batch():
     parts = [model.edge_sizes(x[part], count=len(x)) for part in (slice(0, 40), slice(40, 101))]
     for a, b, whole in zip(*parts, edge_scores(model, x)):
         torch.testing.assert_close(a + b, whole, rtol=1e-13, atol=0)
+
+
+def test_periodic_pairs_stay_together_on_their_rank():
+    """A periodic term's points are pairs (first half against second half): each rank gets whole pairs, in that layout."""
+    low = torch.arange(7.0)[:, None]
+    points = {"periodic": {"x": torch.cat([low, low + 100])}}
+    parts = [shard(points, r, 3, paired={"periodic"}) for r in range(3)]
+    for mine, shards in parts:
+        x = mine["periodic"]["x"][:, 0]
+        n = len(x) // 2
+        assert len(x) % 2 == 0 and torch.equal(x[n:], x[:n] + 100)
+        assert shards.counts == {"periodic": 14} and shards.local == {"periodic": len(x)}
+    torch.testing.assert_close(torch.cat([m["periodic"]["x"][: len(m["periodic"]["x"]) // 2] for m, _ in parts]), low)
+    # one value per pair: the ranks' shares of the mean add up to the mean over all pairs
+    values = [torch.arange(float(len(m["periodic"]["x"]) // 2)) + i for i, (m, _) in enumerate(parts)]
+    whole = torch.cat(values)
+    assert float(sum(s.mean("periodic", v) for v, (_, s) in zip(values, parts))) == pytest.approx(float(whole.mean()), rel=1e-14)
+    with pytest.raises(ValueError, match="periodic has 7 pairs"):
+        shard(points, 0, 8, paired={"periodic"})

@@ -17,7 +17,6 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from kanpde.pde.conditions import Periodic
 from kanpde.pde.problem import Points, Problem
 from kanpde.training.callbacks.base import Callback
 from kanpde.training.config import LossConfig
@@ -54,7 +53,7 @@ def ntk_weights(problem: Problem, model: nn.Module, points: Points, params: list
     |r_i| is the square root of the point's squared residual (a system's equations summed), whose
     gradient is ±∂r_i/∂θ for a single equation.
     """
-    paired = {c.name for c in problem.conditions if isinstance(c, Periodic)}
+    paired = problem.paired_terms
     chosen = {t: _subsample(p, n_points, t in paired, generator) for t, p in points.items()}
     squares = problem.pointwise(model, chosen, derivatives)
     traces = {}
