@@ -211,8 +211,7 @@ class Trainer:
     def check_data_parallel(self) -> None:
         """Refuse the techniques that read the points of one rank as if they were all (not data-parallel yet)."""
         c = self.config
-        local = [name for name, on in (("trainer.knots.method", c.knots.method != "none"),
-                                       ("trainer.loss.balance=ntk", c.loss.balance == "ntk")) if on]
+        local = [name for name, on in (("trainer.knots.method", c.knots.method != "none"),) if on]
         if local:
             raise ValueError(f"{', '.join(local)} do(es) not run data-parallel yet (torchrun); run it in one process")
 

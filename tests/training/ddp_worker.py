@@ -25,6 +25,8 @@ model = KAN([2, 4, 1], grid=5, bounds=[b.tolist() for b in problem.domain.bounds
 points = problem.sample_points(0)
 settings = dict(optimizer="adam" if techniques else optimizer, steps=5 if optimizer == "lbfgs" else 12, log_every=1, progress=False,
                 device="cpu", lr=1e-2, grid_extension={"at": [], "grids": []})
+if not techniques:  # NTK loss balancing every 2 steps, on a subsample of all ranks' points (periodic pairs kept)
+    settings["loss"] = {"balance": "ntk", "balance_period": 2, "ntk_points": 16}
 if techniques:  # every technique that runs data-parallel, each reading all ranks' points where it reads points
     settings["loss"] = {"rba": True, "causal": {"eps": 1.0, "slabs": 4},
                         "balance": "grad_norm", "balance_period": 3}  # term weights from the global gradients

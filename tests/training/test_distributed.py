@@ -33,7 +33,7 @@ def _history(tmp_path: Path, optimizer: str, ranks: int, *flags: str, ok: bool =
 
 
 def _assert_same_history(two: dict, one: dict) -> None:
-    for key in [k for k in one if k.startswith("loss") or k in ("rel_l2", "causal_min_weight")]:
+    for key in [k for k in one if k.startswith(("loss", "weight_")) or k in ("rel_l2", "causal_min_weight")]:
         np.testing.assert_allclose(two[key], one[key], rtol=1e-10, atol=0, err_msg=key)
 
 
@@ -68,8 +68,7 @@ def test_techniques_that_read_one_ranks_points_are_refused():
 
     problem = Poisson1D(n_interior=20)
     model, points = setup_kan(problem, [1, 2, 1])
-    for settings, name in [(dict(knots={"method": "insert"}), "trainer.knots.method"),
-                           (dict(loss={"balance": "ntk"}), "trainer.loss.balance=ntk")]:
+    for settings, name in [(dict(knots={"method": "insert"}), "trainer.knots.method")]:
         with pytest.raises(ValueError, match=f"{name} do\\(es\\) not run data-parallel yet"):
             Trainer(steps=2, progress=False, **settings).fit(problem, model, points, shards=Shards(0, 1, {"pde": 20, "dirichlet": 2}))
 

@@ -66,6 +66,19 @@ def ntk_weights(problem: Problem, model: nn.Module, points: Points, params: list
     return _ratios(traces)
 
 
+def all_points(points: Points, shards: Shards, paired: set[str]) -> Points:
+    """Every rank's points gathered in one process's layout (a paired term's first halves, then its second halves),
+    so that every rank subsamples and weighs the terms as one process does (NTK balancing, data-parallel)."""
+    out = {}
+    for t, p in points.items():
+        if t in paired:
+            half, n = next(iter(p.values())).shape[0] // 2, shards.counts[t] // 2
+            out[t] = {k: torch.cat([shards.gather(v[:half], n), shards.gather(v[half:], n)]) for k, v in p.items()}
+        else:
+            out[t] = {k: shards.gather(v, shards.counts[t]) for k, v in p.items()}
+    return out
+
+
 def _subsample(p: dict[str, torch.Tensor], n_points: int, paired: bool, generator: torch.Generator | None) -> dict[str, torch.Tensor]:
     """Up to ``n_points`` of one term's points, drawn without replacement.  A periodic condition's points
     come as pairs (first half, second half): those are drawn as pairs."""
@@ -110,7 +123,8 @@ class LossBalance(Callback):
             new = grad_norm_weights(state.problem, state.loss_model, state.points, params, state.derivatives, state.shards)
         else:
             generator = torch.Generator().manual_seed(state.step + 1_000_003 * state.seed)
-            new = ntk_weights(state.problem, state.loss_model, state.points, params, self.config.ntk_points, generator,
+            points = state.points if state.shards is None else all_points(state.points, state.shards, state.problem.paired_terms)
+            new = ntk_weights(state.problem, state.loss_model, points, params, self.config.ntk_points, generator,
                               state.derivatives)
         m = self.config.momentum if state.step > 0 else 0.0
         self.weights = {t: m * self.weights[t] + (1 - m) * new[t] for t in self.weights}
