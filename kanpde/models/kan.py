@@ -20,7 +20,7 @@ from kanpde import checks
 from kanpde.models.jet import Jet, Pairs, silu_derivatives
 from kanpde.models import layer_op
 from kanpde.models.basis import (bspline_cells, cell_polynomials, falling_factorial, pad_coefficients, padded_bspline_basis,
-                    padded_bspline_derivatives, power_derivatives, uniform_bspline_basis)
+                    padded_bspline_derivatives, uniform_bspline_basis)
 from kanpde.models.chebyshev import ChebyshevKANLayer
 from kanpde.models.edge import EdgeLayer
 from kanpde.models.embedding import embedding_from
@@ -233,8 +233,7 @@ class KANLayer(EdgeLayer):
         if not graph_to_input:
             Q = Q.flatten(0, 1).flatten(1)  # (in*(G+2k+1), (k+2)*out): one row per (input, cell)
             return _EdgeDerivatives.apply(h, Q, cell, xi.detach(), self.k, order)
-        X = torch.cat([power_derivatives(xi, self.k, order),
-                       silu_derivatives(h, order).unsqueeze(-1)], dim=-1)
+        X = layer_op.cell_features(h, xi, self.k, order)
         return (X @ Q.flatten(0, 1)[cell + Q.shape[1] * torch.arange(self.in_features, device=h.device)]).unbind(2)
 
     def cell_coefficients(self) -> torch.Tensor:

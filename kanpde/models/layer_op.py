@@ -26,16 +26,23 @@ import torch
 from torch.autograd.function import once_differentiable
 
 from kanpde.models import native
-from kanpde.models.basis import bspline_cells, falling_factorial
+from kanpde.models.basis import bspline_cells, power_derivatives
 from kanpde.models.jet import silu_derivatives
 from kanpde.models.knots import knot_cells
 
 Tensor = torch.Tensor
 
 
-def _cells(h: Tensor, Q: Tensor, lo: Tensor, step: Tensor, knots: Optional[Tensor], k: int) -> tuple[Tensor, Tensor, Tensor]:
-    """Each point's row of Q.flatten(0, 1) (batch, in), its offset xi (in, 1, batch) from the cell's left knot
-    (differentiable in h), and its cell's polynomial coefficients c (in, out, k + 2, batch)."""
+def cell_features(x: Tensor, xi: Tensor, k: int, order: int) -> Tensor:
+    """x, xi: (batch, in) the inputs and their offsets from their cells' left knots -> (batch, in, order + 1, k + 2):
+    the d-th derivatives of xi**p (p = 0..k) and of silu(x) (last), what a cell's coefficients Q[i, c, :, o] multiply."""
+    return torch.cat([power_derivatives(xi, k, order), silu_derivatives(x, order).unsqueeze(-1)], dim=-1)
+
+
+def _features(h: Tensor, Q: Tensor, lo: Tensor, step: Tensor, knots: Optional[Tensor], k: int,
+              order: int) -> tuple[Tensor, Tensor, Tensor]:
+    """Each point's row of Q.flatten(0, 1) (batch, in), its :func:`cell_features` (differentiable in h), and the
+    edges' derivatives R (batch, in, order + 1, out) = features @ its cell's coefficients."""
     x = h.t()
     if knots is None:
         lo, step = lo.to(h.dtype), step.to(h.dtype)
@@ -45,34 +52,21 @@ def _cells(h: Tensor, Q: Tensor, lo: Tensor, step: Tensor, knots: Optional[Tenso
         cell, xi = knot_cells(x, knots.to(h.dtype))
     xi = torch.where(cell == Q.shape[1] - 1, 0, xi)  # outside the knots (only silu there): 0, as in the kernels
     rows = cell + Q.shape[1] * torch.arange(Q.shape[0], device=h.device)
-    return rows, xi.t().unsqueeze(1), Q.flatten(0, 1)[rows].permute(1, 3, 2, 0)
-
-
-def edge_jets(h: Tensor, Q: Tensor, lo: Tensor, step: Tensor, knots: Optional[Tensor], k: int, order: int) -> list[Tensor]:
-    """Every edge's value and first ``order`` derivatives at its input, by torch operations:
-    h (in, batch) -> ``order + 1`` tensors (in, out, batch), differentiable in h and Q."""
-    _, xi, c = _cells(h, Q, lo, step, knots, k)
-    silu = silu_derivatives(h.t(), order).permute(2, 1, 0).unsqueeze(2)  # (order + 1, in, 1, batch)
-    E = []
-    for d in range(order + 1):
-        poly = torch.zeros_like(c[:, :, 0])
-        for p in range(k, d - 1, -1):  # Horner on the d-th derivative's coefficients p!/(p-d)! Q[p]
-            poly = poly * xi + falling_factorial(p, d) * c[:, :, p]
-        E.append(poly + c[:, :, k + 1] * silu[d])
-    return E
+    X = cell_features(x, xi, k, order)
+    return rows, X, X @ Q.flatten(0, 1)[rows]
 
 
 def reference(h: Tensor, F: Tensor, S: Optional[Tensor], Q: Tensor, lo: Tensor, step: Tensor, knots: Optional[Tensor], k: int,
               pair_a: list[int], pair_b: list[int]) -> tuple[Tensor, Tensor, Tensor]:
     """The operator by torch operations (the fallback, and what the kernels are tested against)."""
-    E = edge_jets(h, Q, lo, step, knots, k, 2 if pair_a else 1)
-    value = E[0].sum(0)
-    first = torch.einsum("dib,iob->dob", F, E[1])
+    E = _features(h, Q, lo, step, knots, k, 2 if pair_a else 1)[2].unbind(2)  # each (batch, in, out)
+    value = E[0].sum(1).t()
+    first = torch.einsum("dib,bio->dob", F, E[1])
     if not pair_a:
         return value, first, h.new_zeros(0, *value.shape)
-    second = torch.einsum("pib,iob->pob", F[pair_a] * F[pair_b], E[2])
+    second = torch.einsum("pib,bio->pob", F[pair_a] * F[pair_b], E[2])
     if S is not None:
-        second = second + torch.einsum("pib,iob->pob", S, E[1])
+        second = second + torch.einsum("pib,bio->pob", S, E[1])
     return value, first, second
 
 
@@ -82,36 +76,33 @@ def reference_backward(h: Tensor, F: Tensor, S: Optional[Tensor], Q: Tensor, lo:
     """The gradients of a loss given its gradients ``g_*`` (None: zero) of :func:`reference`'s outputs, by torch
     operations written out (an operator's implementation runs below autograd): dQ, and dh, dF, dS where
     ``need_input`` (dS only where S is given), else None."""
-    rows, xi, _ = _cells(h, Q, lo, step, knots, k)
-    E = edge_jets(h, Q, lo, step, knots, k, 3 if need_input else 2)
-    n_in, n_out, n_batch = E[0].shape
-    zero = h.new_zeros(n_in, n_out, n_batch)
+    rows, X, R = _features(h, Q, lo, step, knots, k, 3 if need_input else 2)
+    E = R.unbind(2)  # each (batch, in, out)
+    zero = torch.zeros_like(E[0])
     has_pairs = bool(pair_a) and g_second is not None
-    g0 = zero + (0 if g_value is None else g_value)  # the loss's gradient with respect to each edge's E0, E1, E2
-    g1 = zero if g_first is None else torch.einsum("dob,dib->iob", g_first, F)
+    # the loss's gradient with respect to each edge's E0, E1, E2
+    g0 = zero if g_value is None else zero + g_value.t().unsqueeze(1)
+    g1 = zero if g_first is None else torch.einsum("dob,dib->bio", g_first, F)
     g2 = zero
     if has_pairs:
-        g2 = torch.einsum("pob,pib->iob", g_second, F[pair_a] * F[pair_b])
+        g2 = torch.einsum("pob,pib->bio", g_second, F[pair_a] * F[pair_b])
         if S is not None:
-            g1 = g1 + torch.einsum("pob,pib->iob", g_second, S)
-    # dE_d/dQ[p] = p!/(p-d)! xi**(p-d), dE_d/dQ[k+1] = silu^(d): summed into each point's cell
-    silu = silu_derivatives(h.t(), 2).permute(2, 1, 0).unsqueeze(2)
-    g = (g0, g1, g2)
-    parts = [sum(falling_factorial(p, d) * g[d] * xi ** (p - d) for d in range(min(p, 2) + 1)) for p in range(k + 1)]
-    parts.append(sum(g[d] * silu[d] for d in range(3)))
-    per_point = torch.stack(parts, dim=2).permute(3, 0, 2, 1).reshape(-1, k + 2, n_out)  # (batch * in, k + 2, out)
-    dQ = Q.new_zeros(Q.shape[0] * Q.shape[1], k + 2, n_out).index_add_(0, rows.flatten(), per_point).view(Q.shape)
+            g1 = g1 + torch.einsum("pob,pib->bio", g_second, S)
+    # dE_d/dQ[:, p] = X[:, d, p]: each point's share, summed into its cell
+    per_point = torch.einsum("bidp,bido->bipo", X[:, :, :3], torch.stack([g0, g1, g2], dim=2))
+    dQ = Q.new_zeros(Q.shape[0] * Q.shape[1], k + 2, Q.shape[3])
+    dQ = dQ.index_add_(0, rows.flatten(), per_point.flatten(0, 1)).view(Q.shape)
     if not need_input:
         return dQ, None, None, None
-    dh = (g0 * E[1] + g1 * E[2] + g2 * E[3]).sum(1)
-    dF = h.new_zeros(F.shape) if g_first is None else torch.einsum("dob,iob->dib", g_first, E[1])
+    dh = (g0 * E[1] + g1 * E[2] + g2 * E[3]).sum(2).t()
+    dF = h.new_zeros(F.shape) if g_first is None else torch.einsum("dob,bio->dib", g_first, E[1])
     dS = None
     if has_pairs:
-        w = torch.einsum("pob,iob->pib", g_second, E[2])
+        w = torch.einsum("pob,bio->pib", g_second, E[2])
         dF = dF.index_add(0, torch.tensor(pair_a, device=h.device), w * F[pair_b])
         dF = dF.index_add(0, torch.tensor(pair_b, device=h.device), w * F[pair_a])
     if S is not None:
-        dS = h.new_zeros(S.shape) if not has_pairs else torch.einsum("pob,iob->pib", g_second, E[1])
+        dS = h.new_zeros(S.shape) if not has_pairs else torch.einsum("pob,bio->pib", g_second, E[1])
     return dQ, dh, dF, dS
 
 

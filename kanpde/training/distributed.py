@@ -55,7 +55,7 @@ class Shards:
     def gather(self, piece: torch.Tensor, total: int) -> torch.Tensor:
         """Every rank's ``piece`` of a ``total``-row tensor (split over the ranks as ``torch.tensor_split`` splits
         it), concatenated in rank order on every rank."""
-        lengths = [len(part) for part in torch.tensor_split(torch.empty(total), self.size)]
+        lengths = [total // self.size + (r < total % self.size) for r in range(self.size)]  # tensor_split's sizes
         padded = piece.new_zeros(max(lengths), *piece.shape[1:])
         padded[: len(piece)] = piece.detach()
         parts = [torch.empty_like(padded) for _ in range(self.size)]
