@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import logging
 import math
+import os
 import signal
 import time
 from contextlib import contextmanager
@@ -312,7 +313,14 @@ def run_lock(out: Path | None) -> Iterator[None]:
         try:
             fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError:
-            raise RunLocked(f"another kanpde run is writing into {out}; give this one its own directory (hydra.run.dir)") from None
+            handle.seek(0)
+            holder = handle.read().strip()
+            who = f" (process {holder})" if holder.isdigit() else ""
+            raise RunLocked(f"another kanpde run{who} is writing into {out}; give this one its own directory (hydra.run.dir)") from None
+        handle.seek(0)
+        handle.truncate()
+        handle.write(f"{os.getpid()}\n")  # who holds it: for the message above, and for a user who wants to signal the run
+        handle.flush()
         try:
             yield
         finally:

@@ -124,24 +124,21 @@ def test_wheel_ships_the_configs(tmp_path):
     subprocess.run([sys.executable, "-m", "pip", "install", "--no-deps", "-q", "--target", str(target), str(wheel)],
                    check=True, capture_output=True, timeout=300)
     env = {"PYTHONPATH": str(target)}
-    where = subprocess.run([sys.executable, "-c", "import kanpde.experiment.configs as c; print(c.config_dir())"], cwd=tmp_path,
-                           capture_output=True, text=True, env={**os.environ, **env}, check=True).stdout.strip()
+    # where the configs are; the CPU kernel's source ships too, and the installed package builds it (into a fresh cache)
+    probe = ("import torch, kanpde.experiment.configs as c; from kanpde.models import native; "
+             "print(c.config_dir(), native.SOURCE, native.library(torch.float64) is not None)")
+    where, source, built = subprocess.run([sys.executable, "-c", probe], cwd=tmp_path, capture_output=True, text=True, check=True,
+                                          env={**os.environ, **env, "KANPDE_CACHE": str(tmp_path / "cache")}).stdout.split()
     assert Path(where) == target / "kanpde" / "conf"
-    # the catalogue installs inside the package: no generic top-level `problems` for a user's folder to shadow
-    assert (target / "kanpde" / "problems" / "poisson.py").is_file() and not (target / "problems").exists()
-    # the CPU kernel's source ships too, and the installed package builds it (into a fresh cache)
-    probe = "import torch; from kanpde.models import native; print(native.SOURCE, native.library(torch.float64) is not None)"
-    source, built = subprocess.run([sys.executable, "-c", probe], cwd=tmp_path, capture_output=True, text=True, check=True,
-                                   env={**os.environ, **env, "KANPDE_CACHE": str(tmp_path / "cache")}).stdout.split()
     assert Path(source) == target / "kanpde" / "models" / "layer_jet.c" and Path(source).is_file()
     assert built == str(native.compiler() is not None)
+    # the catalogue installs inside the package: no generic top-level `problems` for a user's folder to shadow
+    assert (target / "kanpde" / "problems" / "poisson.py").is_file() and not (target / "problems").exists()
     proc = kanpde("problem=poisson2d_sin", "--cfg", "job", cwd=tmp_path, env=env)
     assert proc.returncode == 0, proc.stderr
     assert "kanpde.problems.poisson.Poisson2DSin" in proc.stdout and "kanpde.models.kan.KAN" in proc.stdout
     # the sweep presets and launcher configs (two levels deep in conf/) ship too
-    proc = kanpde("+experiment=poisson_scaling_mlp", "--cfg", "job", cwd=tmp_path, env=env)
+    proc = kanpde("+experiment=poisson_scaling_mlp", "hydra/launcher=slurm", "--cfg", "all", cwd=tmp_path, env=env)
     assert proc.returncode == 0, proc.stderr
     assert "kanpde.models.mlp.MLP" in proc.stdout and "adam_lbfgs" in proc.stdout
-    proc = kanpde("hydra/launcher=slurm", "--cfg", "hydra", "-p", "hydra.launcher", cwd=tmp_path, env=env)
-    assert proc.returncode == 0, proc.stderr
     assert "SlurmLauncher" in proc.stdout and "cpus_per_task: 4" in proc.stdout

@@ -5,10 +5,13 @@ from __future__ import annotations
 import csv
 import importlib.util
 import os
+import signal
 import subprocess
 import sys
+import time
 from pathlib import Path
 
+import numpy as np
 import pytest
 from hydra import compose, initialize_config_dir
 from omegaconf import OmegaConf
@@ -97,17 +100,23 @@ def test_quick_mode_changes_both_sides_alike():
 # --- real sweeps --------------------------------------------------------------------------------
 
 @pytest.mark.slow
-def test_basic_sweep_then_compare(tmp_path):
-    proc = multirun(*TINY, "model.width=[1,3,1]", "seed=0,1", f"hydra.sweep.dir={tmp_path}")
-    assert proc.returncode == 0, proc.stderr
+def test_basic_sweep_then_compare_with_a_failing_job(tmp_path):
+    """Two seeds of two widths, one of which does not fit the problem: the sweep goes on past the failing
+    jobs, exits non-zero, and the comparison lists every job with its status."""
+    proc = multirun(*TINY, "seed=0,1", "model.width=[1,3,1],[2,3,1]", f"hydra.sweep.dir={tmp_path}")
+    assert proc.returncode != 0
+    assert "model.width=[2, 3, 1] does not fit problem 'poisson1d'" in proc.stderr
     attrs = results(tmp_path)
-    assert len(attrs) == 2 and {a["seed"] for a in attrs} == {0, 1}
+    assert len(attrs) == 2 and {a["seed"] for a in attrs} == {0, 1}  # job 2 (seed 1) ran after job 1 failed
     assert attrs[0]["points_hash"] != attrs[1]["points_hash"]  # the seed draws the points too
     cmp = compare(tmp_path)
     assert cmp.count("ok") == 2
+    bad = [r for r in cmp.runs if r.row["status"] != "ok"]
+    assert len(bad) == 2 and {r.row["status"] for r in bad} == {"incomplete"} and {r.row["width"] for r in bad} == {"[2,3,1]"}
     with open(tmp_path / "comparison.csv", newline="") as fh:
         rows = list(csv.DictReader(fh))
-    assert sorted(r["run_dir"] for r in rows) == ["0", "1"] and all(r["grid"] == "10" for r in rows)
+    ok = [r for r in rows if r["status"] == "ok"]
+    assert sorted(r["run_dir"] for r in ok) == ["0", "2"] and all(r["grid"] == "10" for r in ok)
     assert (tmp_path / "scaling.png").is_file() and (tmp_path / "dynamics.png").is_file()
 
 
@@ -116,13 +125,13 @@ def test_basic_sweep_then_compare(tmp_path):
                     reason="hydra-joblib-launcher not installed (pip install -e '.[sweep]')")
 def test_joblib_runs_jobs_in_parallel_with_a_share_of_the_cores(tmp_path):
     # model.grid=5,20 with one schedule (extend to 10 at step 20): G=20 is already finer and is kept
-    proc = multirun("hydra/launcher=joblib", "hydra.launcher.n_jobs=2", *TINY, "trainer.steps=150",
-                    "model.width=[1,3,1],[1,4,1]", "model.grid=5,20", f"hydra.sweep.dir={tmp_path}")
+    proc = multirun("hydra/launcher=joblib", "hydra.launcher.n_jobs=2", *TINY, "trainer.steps=150", "model.grid=5,20",
+                    f"hydra.sweep.dir={tmp_path}")
     assert proc.returncode == 0, proc.stderr
     attrs = results(tmp_path)
-    assert len(attrs) == 4 and all(a["status"] == "ok" for a in attrs)
+    assert len(attrs) == 2 and all(a["status"] == "ok" for a in attrs)
     assert {a["threads"] for a in attrs} == {max(1, available_cores() // 2)}
-    assert sorted(a["grid"] for a in attrs) == [10, 10, 20, 20]
+    assert sorted(a["grid"] for a in attrs) == [10, 20]
     spans = sorted((a["start_time"], a["end_time"]) for a in attrs)
     assert any(s2 < e1 for (_, e1), (s2, _) in zip(spans, spans[1:])), f"no two jobs overlapped: {spans}"
 
@@ -130,24 +139,38 @@ def test_joblib_runs_jobs_in_parallel_with_a_share_of_the_cores(tmp_path):
 @pytest.mark.slow
 @pytest.mark.skipif(importlib.util.find_spec("hydra_plugins.hydra_submitit_launcher") is None,
                     reason="hydra-submitit-launcher not installed (pip install -e '.[sweep]')")
-def test_submitit_local_runs_a_two_job_sweep(tmp_path):
-    proc = multirun("hydra/launcher=submitit_local", *TINY, "model.width=[1,3,1]", "seed=0,1", f"hydra.sweep.dir={tmp_path}")
-    assert proc.returncode == 0, proc.stderr + proc.stdout
+def test_submitit_local_sweep_requeues_a_timed_out_job_which_resumes(tmp_path):
+    """Two jobs at once through submitit's local executor (one thread each), with a one-minute limit (and the
+    executor's three requeues on time-outs). Job 0 gets the scheduler's time-out warning (SIGUSR2) a little after its first checkpoint:
+    the test sends it, because the executor's own clock warns no sooner than a minute into a job, and with a
+    one-minute limit submitit counts any warning as a time-out. Job 0 writes its checkpoint at the next step
+    boundary, submitit requeues it, and its second try resumes and ends with the history of job 1, which
+    trains the same way (only its checkpoint interval differs) without interruption."""
+    overrides = ["hydra/launcher=submitit_local", "hydra.launcher.timeout_min=1", *TINY,
+                 "trainer.steps=300", "trainer.grid_extension.at=[100]", "trainer.optimizer=adam", "trainer.log_every=10",
+                 "trainer.checkpoint.every=5,7", f"hydra.sweep.dir={tmp_path}"]
+    proc = subprocess.Popen([sys.executable, "-m", "kanpde", "-m", *overrides], cwd=ROOT, stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, text=True)
+    job = tmp_path / "0"
+    deadline = time.time() + 120
+    while not (job / "checkpoint.pt").exists() and proc.poll() is None and time.time() < deadline:
+        time.sleep(0.01)
+    assert proc.poll() is None, proc.communicate()[1][-3000:]
+    os.kill(int((job / ".kanpde.lock").read_text()), signal.SIGUSR2)  # the lock names the process that holds it
+    out, err = proc.communicate(timeout=300)
+    assert proc.returncode == 0, err + out
     attrs = results(tmp_path)
-    assert len(attrs) == 2 and all(a["status"] == "ok" for a in attrs)
+    assert len(attrs) == 2 and all(a["status"] == "ok" and a["steps"] == 300 for a in attrs)
     assert {a["threads"] for a in attrs} == {1}  # the local executor starts every job at once
+    logs = "".join(p.read_text() for p in (tmp_path / ".submitit").rglob("*_log.*"))
+    assert "this job is timed-out" in logs and "Requeued job" in logs, logs[-3000:]
+    resumed = [line for line in (job / "__main__.log").read_text().splitlines() if "resuming from" in line]
+    assert len(resumed) == 1, "job 0 ran twice, the second time from its checkpoint"
+    first, second = (read_results(tmp_path / d / "results.h5")["history"] for d in ("0", "1"))
+    for key in first:
+        if key != "time_s":
+            np.testing.assert_array_equal(first[key], second[key], err_msg=key)
     assert compare(tmp_path).count("ok") == 2
-
-
-@pytest.mark.slow
-def test_a_failing_job_does_not_stop_the_sweep(tmp_path):
-    proc = multirun(*TINY, "model.width=[1,3,1],[2,3,1],[1,4,1]", f"hydra.sweep.dir={tmp_path}")
-    assert proc.returncode != 0
-    assert "model.width=[2, 3, 1] does not fit problem 'poisson1d'" in proc.stderr
-    assert len(results(tmp_path)) == 2  # the jobs before and after the bad one ran
-    cmp = compare(tmp_path)
-    bad = [r for r in cmp.runs if r.row["status"] != "ok"]
-    assert len(bad) == 1 and bad[0].row["status"] == "incomplete" and bad[0].row["width"] == "[2,3,1]"
 
 
 @pytest.mark.slow

@@ -18,12 +18,20 @@ WORKER = Path(__file__).with_name("ddp_worker.py")
 
 
 def _history(tmp_path: Path, optimizer: str, ranks: int, *flags: str, ok: bool = True) -> dict | None:
+    """The history of ``optimizer``'s training on ``ranks`` torchrun ranks, or (``ranks=1``) in this process."""
     out = tmp_path / f"{optimizer}-{ranks}.json"
     if ranks == 1:
-        cmd = [sys.executable, str(WORKER), optimizer, str(out), "--single"]
-    else:
-        cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", f"--nproc_per_node={ranks}", str(WORKER), optimizer,
-               str(out), *flags]
+        from ddp_worker import train
+
+        threads = torch.get_num_threads()
+        torch.set_num_threads(1)
+        try:
+            train(optimizer, str(out), ranks=False)
+        finally:
+            torch.set_num_threads(threads)
+        return json.loads(out.read_text())
+    cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", f"--nproc_per_node={ranks}", str(WORKER), optimizer,
+           str(out), *flags]
     proc = subprocess.run(cmd, capture_output=True, text=True, timeout=300, env={**os.environ, "OMP_NUM_THREADS": "1"})
     if not ok:
         assert proc.returncode != 0 and not out.exists()
@@ -77,14 +85,17 @@ def test_techniques_that_read_one_ranks_points_are_refused():
 def test_torchrun_runs_the_command_line_on_two_ranks(tmp_path):
     """`torchrun --nproc_per_node=2 -m kanpde ...`, and a submitit job of two tasks: rank 0 writes the one results
     file, whose history matches one process's."""
+    from hydra import compose, initialize_config_dir
+
+    from kanpde.experiment.configs import config_dir
+    from kanpde.experiment.run import run
     from kanpde.io import read_results
 
     args = ["problem=poisson1d", "problem.n_interior=400", "model.width=[1,4,1]", "trainer.optimizer=adam", "trainer.lr=1e-2",
             "trainer.steps=15", "trainer.log_every=1", "trainer.progress=false", "plots=false", "trainer.device=cpu"]
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
-    single = subprocess.run([sys.executable, "-m", "kanpde", *args, f"hydra.run.dir={tmp_path / 'one'}"], capture_output=True, text=True,
-                            timeout=300, env=env)
-    assert single.returncode == 0, single.stderr[-2000:]
+    with initialize_config_dir(config_dir=str(config_dir()), version_base="1.3"):  # one process: this one
+        run(compose("config", overrides=args), tmp_path / "one")
     ranks = subprocess.run([sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node=2", "-m", "kanpde", *args,
                             f"hydra.run.dir={tmp_path / 'two'}"], capture_output=True, text=True, timeout=300, env=env)
     assert ranks.returncode == 0, ranks.stderr[-3000:]
@@ -107,17 +118,17 @@ def test_torchrun_runs_the_command_line_on_two_ranks(tmp_path):
 @pytest.mark.slow
 def test_ranks_train_like_one_process_and_resume_from_their_checkpoints(tmp_path):
     """Adam with RBA, causal weights, gradient-norm loss balancing, the sparsity penalty, RAD, a grid update and
-    pruning: two ranks take one process's steps on all the points; then two ranks that checkpoint every step (one
-    file each) die at step 7 and resume: the history is still one process's."""
-    one, two = _history(tmp_path, "rba+causal", 1), _history(tmp_path, "rba+causal", 2)
-    assert one["step"] == two["step"] == list(range(12))
+    pruning: two ranks that checkpoint every step (one file each) die at step 7 and resume, and their history
+    (steps 0 to 6 before the crash, 7 to 11 after it) is one process's on all the points."""
+    one = _history(tmp_path, "rba+causal", 1)
+    assert one["step"] == list(range(12))
     loss = one["loss"]  # it trains between RAD's redraws (steps 5 and 10), which move the points to large residuals
     assert loss[4] < loss[0] and loss[9] < loss[5] and loss[5] > loss[4] and loss[10] > loss[9]
-    _assert_same_history(two, one)
-    (tmp_path / "rba+causal-2.json").unlink()  # the crashed run must write none
-    _history(tmp_path, "rba+causal", 2, "--crash-at", "7", ok=False)
+    _history(tmp_path, "rba+causal", 2, "--crash-at", "7", ok=False)  # the crashed run writes no history
     assert {p.name for p in tmp_path.glob("checkpoint.rank*.pt")} == {"checkpoint.rank0.pt", "checkpoint.rank1.pt"}
-    _assert_same_history(_history(tmp_path, "rba+causal", 2, "--resume"), one)
+    two = _history(tmp_path, "rba+causal", 2, "--resume")
+    assert two["step"] == list(range(12))
+    _assert_same_history(two, one)
 
 
 def test_edge_sizes_of_the_shards_add_up_to_the_whole_batch():
