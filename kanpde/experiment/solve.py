@@ -136,8 +136,6 @@ def check(problem: Problem, net: nn.Module, trainer: Trainer, activations: bool 
         if activations:
             raise ValueError("interpret.activations=true draws one KAN, and a marching run has one per time window; "
                              "set interpret.activations=false")
-        if distributed.ranks() > 1:
-            raise ValueError("trainer.marching does not run data-parallel yet (torchrun); run it in one process")
     if activations and not isinstance(net, KAN):
         raise ValueError(f"interpret.activations=true draws a KAN's edges, and the model is {type(net).__name__}; set interpret.activations=false")
     if activations and net.embedding.active:
@@ -193,8 +191,9 @@ def solve(problem: Problem, model: nn.Module, trainer: Trainer | None = None, *,
         if trainer.config.marches:
             ends = marching_ends(problem, trainer)
             log.info(f"time-marching over {len(ends) - 1} windows, {trainer.steps} steps each")
+            split = None if shards is None else (lambda pts, sub: distributed.shard(pts, shards.rank, shards.size, sub.paired_terms))
             model, result = marching.march(trainer, problem, net, ends, x_eval, None if has_exact else u_ref, seed,
-                                           window_checkpoints(trainer, run_dir))
+                                           window_checkpoints(trainer, run_dir, shards), split)
             saved, net = model.windows, model.windows.nets[-1]  # model.pt holds every window's network
         else:
             result = trainer.fit(problem, model, train_points, x_eval, None if has_exact else u_ref, seed=seed, resume=resume,
@@ -262,13 +261,15 @@ def _attributes(problem: Problem, net: nn.Module, model: nn.Module, trainer: Tra
     return attrs
 
 
-def checkpoint_name(shards: distributed.Shards | None) -> str:
-    """``checkpoint.pt``, or one file per rank in data-parallel training (each holds its rank's points and weights)."""
-    return "checkpoint.pt" if shards is None else f"checkpoint.rank{shards.rank}-of-{shards.size}.pt"
+def checkpoint_name(shards: distributed.Shards | None, window: int | None = None) -> str:
+    """``checkpoint.pt`` (``checkpoint.window<w>.pt`` for a marching run's window w), with ``.rank<r>-of-<n>``
+    in data-parallel training, one file per rank (each holds its rank's points and weights)."""
+    stem = "checkpoint" if window is None else f"checkpoint.window{window}"
+    return f"{stem}.pt" if shards is None else f"{stem}.rank{shards.rank}-of-{shards.size}.pt"
 
 
-def window_checkpoints(trainer: Trainer, out: Path | None):
-    """A marching run's checkpoints, one per window (``checkpoint.window<w>.pt``), for :func:`marching.march`:
+def window_checkpoints(trainer: Trainer, out: Path | None, shards: distributed.Shards | None = None):
+    """A marching run's checkpoints, one per window (and rank: :func:`checkpoint_name`), for :func:`marching.march`:
     window w's checkpointing callback and the checkpoint it continues from (``trainer.resume=auto``)."""
     setting = trainer.config.resume
     if setting not in ("auto", "never"):
@@ -278,7 +279,7 @@ def window_checkpoints(trainer: Trainer, out: Path | None):
         return None
 
     def window(w: int) -> tuple[list, Path | None]:
-        path = out / f"checkpoint.window{w}.pt"
+        path = out / checkpoint_name(shards, w)
         resume = resume_from(setting, out, path.name)
         if resume is not None:
             log.info(f"window {w + 1}: resuming from {resume}")

@@ -85,12 +85,15 @@ class CausalConfig:
 
 @dataclass
 class LossConfig:
-    """Residual-based attention (``rba``: lam <- gamma*lam + eta*|r|/max|r|), causal weights, and term
+    """Residual-based attention (``rba``: lam <- gamma*lam + eta*q(r); ``rba_potential``: linear, q = |r|/max|r|,
+    or exponential, vRBA's q = (step+2)^((|r|/max|r| - 1)/rba_c)), causal weights, and term
     weights from the gradients every ``balance_period`` steps (``balance``: none | grad_norm | ntk,
     smoothed with ``momentum``; ``ntk`` takes ``ntk_points`` points of each term)."""
     rba: bool = False
     gamma: float = 0.999
     eta: float = 0.01
+    rba_potential: str = "linear"
+    rba_c: float = 1.0
     rba_boundary: bool = False
     causal: CausalConfig = field(default_factory=CausalConfig)
     balance: str = "none"
@@ -349,7 +352,9 @@ class TrainerConfig:
             if not isinstance(getattr(loss, key), bool):
                 raise ValueError(f"trainer.loss.{key} must be true or false, got {getattr(loss, key)!r}")
         _in_group("loss", lambda: (checks.number_in("gamma", loss.gamma, 0.0, 1.0, high_open=True),
-                                   checks.number_in("eta", loss.eta, 0.0, low_open=True)))
+                                   checks.number_in("eta", loss.eta, 0.0, low_open=True),
+                                   checks.one_of("rba_potential", loss.rba_potential, ("linear", "exponential")),
+                                   checks.number_in("rba_c", loss.rba_c, 0.0, low_open=True)))
         _in_group("loss", lambda: (checks.one_of("balance", loss.balance, ("none", "grad_norm", "ntk")),
                                    checks.positive_int("balance_period", loss.balance_period),
                                    checks.number_in("momentum", loss.momentum, 0.0, 1.0, high_open=True),

@@ -175,7 +175,8 @@ def _rate(model: nn.Module, output: int, t: float):
 
 def march(trainer: Any, problem: Problem, net: nn.Module, ends: Sequence[float], x_eval: torch.Tensor,
           u_ref: torch.Tensor | None, seed: int = 0,
-          checkpoints: Callable[[int], tuple[list[Any], Path | None]] | None = None) -> tuple[Marched, Any]:
+          checkpoints: Callable[[int], tuple[list[Any], Path | None]] | None = None,
+          split: Callable[[Any, Problem], tuple[Any, Any]] | None = None) -> tuple[Marched, Any]:
     """Train one window after another with ``trainer`` (``trainer.steps`` steps each) and return the
     assembled u and one :class:`~kanpde.training.state.TrainResult` for the whole run.
 
@@ -188,6 +189,10 @@ def march(trainer: Any, problem: Problem, net: nn.Module, ends: Sequence[float],
     ``checkpoints(w)``: window w's extra callbacks (its checkpointing) and the checkpoint it continues
     from, or None.  A finished window's checkpoint gives back its trained network and history without a
     step, so a resumed run replays the finished windows and continues the interrupted one exactly.
+
+    ``split(points, window_problem)``: this rank's share of a window's points and its
+    :class:`~kanpde.training.distributed.Shards` in data-parallel training (every rank marches the same
+    windows; the networks stay identical, so each window's initial values are too).
     """
     from kanpde.training.state import TrainResult
 
@@ -205,8 +210,11 @@ def march(trainer: Any, problem: Problem, net: nn.Module, ends: Sequence[float],
         sub = window_problem(problem, a, b, earlier)
         inside = (t >= a) & ((t < b) if w < len(ends) - 2 else (t <= b))
         extra, resume = checkpoints(w) if checkpoints is not None else ([], None)
-        result = trainer.fit(sub, marched.window_model(w), sub.sample_points(seed + 7919 * w), x_eval[inside],
-                             None if u_ref is None else u_ref[inside], seed=seed + w, resume=resume, extra_callbacks=extra)
+        points, shards = sub.sample_points(seed + 7919 * w), None
+        if split is not None:
+            points, shards = split(points, sub)
+        result = trainer.fit(sub, marched.window_model(w), points, x_eval[inside], None if u_ref is None else u_ref[inside],
+                             seed=seed + w, resume=resume, extra_callbacks=extra, shards=shards)
         for p in current.parameters():
             p.requires_grad_(False)
         nets.append(current)

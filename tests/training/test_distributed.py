@@ -83,16 +83,19 @@ def test_techniques_that_read_one_ranks_points_are_refused():
 
 @pytest.mark.slow
 def test_torchrun_runs_the_command_line_on_two_ranks(tmp_path):
-    """`torchrun --nproc_per_node=2 -m kanpde ...`, and a submitit job of two tasks: rank 0 writes the one results
-    file, whose history matches one process's."""
+    """`torchrun --nproc_per_node=2 -m kanpde ...` of a time-marching run (two windows), and a submitit job of two
+    tasks: rank 0 writes the one results file, whose history matches one process's, and every rank keeps one
+    checkpoint per window."""
     from hydra import compose, initialize_config_dir
 
     from kanpde.experiment.configs import config_dir
     from kanpde.experiment.run import run
     from kanpde.io import read_results
 
-    args = ["problem=poisson1d", "problem.n_interior=400", "model.width=[1,4,1]", "trainer.optimizer=adam", "trainer.lr=1e-2",
-            "trainer.steps=15", "trainer.log_every=1", "trainer.progress=false", "plots=false", "trainer.device=cpu"]
+    args = ["problem=diffusion1d", "problem.n_interior=400", "problem.n_boundary=40", "model.width=[2,4,1]", "trainer.optimizer=adam",
+            "trainer.lr=1e-2", "trainer.steps=8", "trainer.marching.windows=2", "trainer.log_every=1", "trainer.progress=false",
+            "plots=false", "trainer.device=cpu"]
+    per_rank = {f"checkpoint.window{w}.rank{r}-of-2.pt" for w in (0, 1) for r in (0, 1)}
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
     with initialize_config_dir(config_dir=str(config_dir()), version_base="1.3"):  # one process: this one
         run(compose("config", overrides=args), tmp_path / "one")
@@ -101,8 +104,14 @@ def test_torchrun_runs_the_command_line_on_two_ranks(tmp_path):
     assert ranks.returncode == 0, ranks.stderr[-3000:]
     one, two = read_results(tmp_path / "one" / "results.h5"), read_results(tmp_path / "two" / "results.h5")
     assert one["attrs"]["points_hash"] == two["attrs"]["points_hash"] and two["attrs"]["status"] == "ok"
+    assert len(one["history"]["loss"]) == 16 and list(one["history"]["window"]) == [0] * 8 + [1] * 8
     np.testing.assert_allclose(two["history"]["loss"], one["history"]["loss"], rtol=1e-10, atol=0)
-    assert {p.name for p in (tmp_path / "two").glob("checkpoint*.pt")} == {"checkpoint.rank0-of-2.pt", "checkpoint.rank1-of-2.pt"}
+    np.testing.assert_allclose(two["attrs"]["rel_l2"], one["attrs"]["rel_l2"], rtol=1e-10, atol=0)
+    assert {p.name for p in (tmp_path / "two").glob("checkpoint*.pt")} == per_rank
+    for w in (0, 1):  # each rank trained every window on its own half of that window's PDE points
+        shares = [torch.load(tmp_path / "two" / f"checkpoint.window{w}.rank{r}-of-2.pt", weights_only=False)["points"]["pde"]["x"]
+                  for r in (0, 1)]
+        assert [len(x) for x in shares] == [200, 200] and not torch.equal(shares[0], shares[1])
     # the same two ranks as the two tasks of one submitit job (what hydra/launcher=slurm_ddp submits), on this machine
     if importlib.util.find_spec("hydra_plugins.hydra_submitit_launcher") is None:
         return
@@ -112,7 +121,7 @@ def test_torchrun_runs_the_command_line_on_two_ranks(tmp_path):
     job = tmp_path / "tasks" / "0"
     assert read_results(job / "results.h5")["attrs"]["status"] == "ok"
     np.testing.assert_allclose(read_results(job / "results.h5")["history"]["loss"], one["history"]["loss"], rtol=1e-10, atol=0)
-    assert {p.name for p in job.glob("checkpoint*.pt")} == {"checkpoint.rank0-of-2.pt", "checkpoint.rank1-of-2.pt"}
+    assert {p.name for p in job.glob("checkpoint*.pt")} == per_rank
 
 
 @pytest.mark.slow
