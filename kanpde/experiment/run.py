@@ -180,7 +180,6 @@ def run(
         check(problem, net, trainer, bool(interpret.get("activations", False)))
         resume_from(trainer.config.resume, Path(output_dir))
         if distributed.ranks() > 1:
-            trainer.check_data_parallel()
             distributed.shard(problem.sample_points(int(cfg.seed)), distributed.rank(), distributed.ranks(), problem.paired_terms)
     except ValueError as e:
         raise ConfigError(str(e)) from None

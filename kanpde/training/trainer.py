@@ -132,8 +132,6 @@ class Trainer:
         """
         state = self._start(problem, model, points, x_eval, u_ref, seed, extra_callbacks)
         state.shards = shards
-        if shards is not None:
-            self.check_data_parallel()
         cbs = state.callbacks
         cbs.call("on_fit_start", state)
         state.new_optimizer()
@@ -207,13 +205,6 @@ class Trainer:
             raise ValueError(f"trainer.compile compiles the forward derivative pass, which {type(model).__name__} lacks; set trainer.compile=false")
         for cb in callbacks or self.all_callbacks():
             cb.check_model(model)
-
-    def check_data_parallel(self) -> None:
-        """Refuse the techniques that read the points of one rank as if they were all (not data-parallel yet)."""
-        c = self.config
-        local = [name for name, on in (("trainer.knots.method", c.knots.method != "none"),) if on]
-        if local:
-            raise ValueError(f"{', '.join(local)} do(es) not run data-parallel yet (torchrun); run it in one process")
 
     def check_problem(self, problem: Problem, callbacks: CallbackList | None = None) -> None:
         """Fail before training if a technique does not apply to ``problem``."""

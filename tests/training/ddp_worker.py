@@ -38,6 +38,8 @@ def _train(optimizer: str, out: str, ranks: bool, crash_at: int | None, resume: 
                     progress=False, device="cpu", lr=1e-2, grid_extension={"at": [], "grids": []})
     if not techniques:  # NTK loss balancing every 2 steps, on a subsample of all ranks' points (periodic pairs kept)
         settings["loss"] = {"balance": "ntk", "balance_period": 2, "ntk_points": 16}
+        # knots moved by the residual at step 2, the hidden layer's grown first to cover its inputs on all ranks
+        settings["knots"] = {"method": "move", "indicator": "residual", "every": 2, "until": 3, "follow": True}
     if techniques:  # every technique that runs data-parallel, each reading all ranks' points where it reads points
         settings["loss"] = {"rba": True, "causal": {"eps": 1.0, "slabs": 4},
                             "balance": "grad_norm", "balance_period": 3}  # term weights from the global gradients
@@ -73,7 +75,7 @@ def _train(optimizer: str, out: str, ranks: bool, crash_at: int | None, resume: 
     assert result.status == "ok", result.message
     assert not techniques or (result.pruned_width == [2, 3, 1] and result.symbolic), (result.pruned_width, result.symbolic)
     with open(out, "w") as f:
-        json.dump({k: v for k, v in result.history.items() if k != "time_s"} | {"pid": os.getpid()}, f)
+        json.dump({k: v for k, v in result.history.items() if k != "time_s"} | {"pid": os.getpid()}, f, allow_nan=True)
 
 
 if __name__ == "__main__":

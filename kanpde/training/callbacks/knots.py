@@ -33,6 +33,7 @@ from kanpde.models.knots import subdivision
 from kanpde.training.callbacks.base import Callback
 from kanpde.training.callbacks.grid_extension import change_layers
 from kanpde.training.config import KnotsConfig
+from kanpde.training.distributed import Shards
 from kanpde.training.state import TrainState
 
 log = logging.getLogger("kanpde")
@@ -143,9 +144,9 @@ class KnotRefinement(Callback):
         if self.config.indicator == "residual":
             with torch.enable_grad():  # nested autograd needs a graph; the forward back end does not mind
                 weight = state.problem.pde_pointwise(state.loss_model, x, state.derivatives).detach()
-        if weight is not None and not bool(weight.sum() > 0):
+        if weight is not None and not bool(self._total(state, weight.sum()) > 0):
             return  # a zero indicator changes nothing
-        change = self.plan(model, x, weight)
+        change = self.plan(model, x, weight, state.shards)
         if change is None:
             return
         state.end_stage()
@@ -153,18 +154,28 @@ class KnotRefinement(Callback):
         log.info("step %d: knots %s by the %s indicator: G = %d, %d parameters", step, self.config.method,
                  self.config.indicator, model.grid, model.n_params())
 
-    def indicators(self, model: KAN, x: torch.Tensor, weight: torch.Tensor | None) -> list[torch.Tensor]:
-        """Per layer, (in, cells) the indicator on its current knots."""
-        return [cell_indicator(layer, h, weight, self.config.indicator) for layer, h in zip(model.layers, model.layer_inputs(x))]
+    @staticmethod
+    def _total(state: TrainState, value: torch.Tensor) -> torch.Tensor:
+        return value if state.shards is None else state.shards.sum(value)
+
+    def indicators(self, model: KAN, x: torch.Tensor, weight: torch.Tensor | None, shards: Shards | None = None) -> list[torch.Tensor]:
+        """Per layer, (in, cells) the indicator on its current knots; in data-parallel training the sum over every
+        rank's points (the curvature indicator reads the edges alone, the same on every rank)."""
+        eta = [cell_indicator(layer, h, weight, self.config.indicator) for layer, h in zip(model.layers, model.layer_inputs(x))]
+        if shards is not None and self.config.indicator != "curvature":
+            eta = [shards.sum(e) for e in eta]
+        return eta
 
     @torch.no_grad()
-    def plan(self, model: KAN, x: torch.Tensor, weight: torch.Tensor | None) -> list | None:
+    def plan(self, model: KAN, x: torch.Tensor, weight: torch.Tensor | None, shards: Shards | None = None) -> list | None:
         """Per layer, the change to make (a function of the layer, linear in its coefficients), or None
-        when nothing is to change.  Worked out on a copy: the model itself changes only when the change is made."""
+        when nothing is to change.  Worked out on a copy: the model itself changes only when the change is made.
+        ``shards``: the ranks whose points the indicators and the covered ranges sum over (data-parallel training)."""
         cfg, k = self.config, model.k
         probe = copy.deepcopy(model)
         probe.use_free_knots()
-        covered = probe.knot_plan(probe.grid, x if cfg.follow else None, cfg.margin)  # the inputs covered, exactly
+        extremes = None if shards is None else shards.extremes
+        covered = probe.knot_plan(probe.grid, x if cfg.follow else None, cfg.margin, extremes=extremes)  # the inputs covered, exactly
         probe.refine_knots(covered)
         if cfg.method in ("insert", "move"):
             count = cfg.insert
@@ -173,17 +184,17 @@ class KnotRefinement(Callback):
                 count = min(count, (cfg.budget - probe.n_params()) // per_interval)
                 if count <= 0:
                     return None
-            eta = self.indicators(probe, x, weight)
+            eta = self.indicators(probe, x, weight, shards)
             self.last = float(eta[0].sum())
             refined = probe.knot_plan(probe.grid + count, place=lambda l, i, row, m: placed_by(eta[l][i], row, m, k))
             if cfg.method == "insert":
                 return [lambda layer, t=t: layer.refine_to(t) for t in refined]
             probe.refine_knots(refined)  # exact; then as many knots leave where the indicator is smallest
-            eta = self.indicators(probe, x, weight)
+            eta = self.indicators(probe, x, weight, shards)
             kept = [torch.stack([removed_by(e[i], layer.knots[i], count, k) for i in range(layer.in_features)])
                     for layer, e in zip(probe.layers, eta)]
             return [lambda layer, t=t, u=u: (layer.refine_to(t), layer.move_knots(u)) for t, u in zip(refined, kept)]
-        eta = self.indicators(probe, x, weight)
+        eta = self.indicators(probe, x, weight, shards)
         self.last = float(eta[0].sum())
         moved = [torch.stack([density_knots(e[i], layer.knots[i], k, cfg.floor) for i in range(layer.in_features)])
                  for layer, e in zip(probe.layers, eta)]
