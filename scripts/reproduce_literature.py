@@ -157,7 +157,7 @@ def commands(problems: list[str], out: str | os.PathLike, quick: bool, jobs: int
     return cmds
 
 
-def _run_one(problem: str, cmd: list[str], log: Path) -> int:
+def run_one(problem: str, cmd: list[str], log: Path) -> int:
     """Run one command with its output to ``log``; returns its exit status."""
     t0 = time.perf_counter()
     print(f"reproduce_literature: start {problem}: {shlex.join(cmd)}", flush=True)
@@ -174,7 +174,7 @@ def run_all(cmds: dict[str, list[str]], out: Path, jobs: int, model: str = "pres
     for p in cmds:  # a stale results file must not stand in for a run that fails before writing one
         (out / "runs" / run_name(p, model) / "results.h5").unlink(missing_ok=True)
     with ThreadPoolExecutor(max_workers=jobs) as pool:
-        futures = {p: pool.submit(_run_one, p, cmd, out / "runs" / f"{run_name(p, model)}.log") for p, cmd in cmds.items()}
+        futures = {p: pool.submit(run_one, p, cmd, out / "runs" / f"{run_name(p, model)}.log") for p, cmd in cmds.items()}
         return {p: f.result() for p, f in futures.items()}
 
 

@@ -164,7 +164,7 @@ def test_main_runs_the_commands_and_exits_1_when_a_run_fails(lit, tmp_path, monk
             _run(tmp_path, "poisson2d", 300, rel_l2=1e-3, mse=5e-9)
             return 0
         return 1
-    monkeypatch.setattr(lit, "_run_one", fake)
+    monkeypatch.setattr(lit, "run_one", fake)
     monkeypatch.setattr(lit, "hardware", lambda: "test cpu, 2 cores")
     _run(tmp_path, "burgers1d", 3000, rel_l2=1e-3, mse=1e-7)  # stale results from an earlier run: removed before running
     assert lit.main(["--out", str(tmp_path), "--jobs", "2", "--problems", "poisson2d", "burgers1d"]) == 1
