@@ -158,13 +158,14 @@ def commands(problems: list[str], out: str | os.PathLike, quick: bool, jobs: int
 
 
 def run_one(problem: str, cmd: list[str], log: Path) -> int:
-    """Run one command with its output to ``log``; returns its exit status."""
+    """Run one command with its output to ``log``; returns its exit status (progress lines name the script run)."""
     t0 = time.perf_counter()
-    print(f"reproduce_literature: start {problem}: {shlex.join(cmd)}", flush=True)
+    prog = Path(sys.argv[0]).stem or "reproduce_literature"
+    print(f"{prog}: start {problem}: {shlex.join(cmd)}", flush=True)
     with log.open("w") as fh:
         code = subprocess.run(cmd, cwd=ROOT, stdout=fh, stderr=subprocess.STDOUT).returncode
-    print(f"reproduce_literature: {problem} {'done' if code == 0 else f'FAILED (exit {code})'} "
-          f"in {time.perf_counter() - t0:.0f} s (log {log})", flush=True)
+    print(f"{prog}: {problem} {'done' if code == 0 else f'FAILED (exit {code})'} in {time.perf_counter() - t0:.0f} s (log {log})",
+          flush=True)
     return code
 
 
