@@ -17,6 +17,7 @@ from kanpde import checks
 from kanpde.pde.derivatives import BACKENDS
 
 SECOND_ORDER = ("lbfgs", "bfgs", "ssbfgs", "ssbroyden")
+RBA_POTENTIALS = ("linear", "exponential")  # RBA's |r|/max|r|, vRBA's exponential weights
 OPTIMIZERS = ("adam", *SECOND_ORDER, *(f"adam_{m}" for m in SECOND_ORDER))
 
 
@@ -353,7 +354,7 @@ class TrainerConfig:
                 raise ValueError(f"trainer.loss.{key} must be true or false, got {getattr(loss, key)!r}")
         _in_group("loss", lambda: (checks.number_in("gamma", loss.gamma, 0.0, 1.0, high_open=True),
                                    checks.number_in("eta", loss.eta, 0.0, low_open=True),
-                                   checks.one_of("rba_potential", loss.rba_potential, ("linear", "exponential")),
+                                   checks.one_of("rba_potential", loss.rba_potential, RBA_POTENTIALS),
                                    checks.number_in("rba_c", loss.rba_c, 0.0, low_open=True)))
         _in_group("loss", lambda: (checks.one_of("balance", loss.balance, ("none", "grad_norm", "ntk")),
                                    checks.positive_int("balance_period", loss.balance_period),

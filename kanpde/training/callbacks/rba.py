@@ -11,11 +11,8 @@ import torch
 
 from kanpde import checks
 from kanpde.training.callbacks.base import Callback
-from kanpde.training.config import LossConfig
+from kanpde.training.config import RBA_POTENTIALS, LossConfig
 from kanpde.training.state import TrainState
-
-
-POTENTIALS = ("linear", "exponential")
 
 
 def attention_target(a: torch.Tensor, top: torch.Tensor, potential: str = "linear", step: int = 0, c: float = 1.0) -> torch.Tensor:
@@ -29,7 +26,7 @@ def attention_target(a: torch.Tensor, top: torch.Tensor, potential: str = "linea
     if potential == "exponential":
         ratio = torch.where(top > 0, ratio, torch.ones_like(ratio))
         return torch.exp((ratio - 1) * (math.log(step + 2) / c))
-    raise ValueError(f"potential must be one of {', '.join(POTENTIALS)}, got {potential!r}")
+    raise ValueError(f"potential must be one of {', '.join(RBA_POTENTIALS)}, got {potential!r}")
 
 
 @torch.no_grad()
