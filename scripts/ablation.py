@@ -139,9 +139,11 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("extra", nargs="*", help="overrides appended to every run (after --, e.g. -- problem.n_interior=500)")
     args = ap.parse_args(argv)
     unknown = [p for p in args.problems if p not in LITERATURE]
-    if unknown or args.jobs < 1:
-        print(f"ablation: {'unknown problem(s) ' + ', '.join(unknown) + '; known: ' + ', '.join(LITERATURE) if unknown else '--jobs must be at least 1'}",
-              file=sys.stderr)
+    if unknown:
+        print(f"ablation: unknown problem(s) {', '.join(unknown)}; known: {', '.join(LITERATURE)}", file=sys.stderr)
+        return 2
+    if args.jobs < 1:
+        print("ablation: --jobs must be at least 1", file=sys.stderr)
         return 2
     out = args.out.resolve()
     jobs = []
