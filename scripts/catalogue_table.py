@@ -4,6 +4,10 @@ default KAN's and the MLP's parameters, relative L2 error and wall time, beside 
     python -m kanpde -m hydra/launcher=joblib hydra.launcher.n_jobs=2 problem=<p1>,<p2>,... model=kan,mlp \\
         trainer.progress=false hydra.sweep.dir=multirun/catalogue
     python scripts/catalogue_table.py multirun/catalogue
+    python scripts/catalogue_table.py multirun/catalogue --presets literature   # + the <problem>_best presets' column
+
+``--presets`` reads the runs ``scripts/reproduce_literature.py --out <dir>`` writes (``<dir>/runs/<problem>`` for
+the KAN preset, ``<dir>/runs/<problem>_mlp`` for ``--model mlp``) and adds their rel L2 as "KAN / MLP".
 """
 from __future__ import annotations
 
@@ -43,14 +47,28 @@ def extras(run_dir: Path) -> str:
     return ", ".join(parts)
 
 
-def table(sweep_dir: Path) -> str:
+def preset_cell(presets: Path, problem: str) -> str:
+    """The ``<problem>_best`` preset's rel L2 with the KAN and with the MLP, "—" where that run is missing or failed."""
+    cells = []
+    for name in (problem, f"{problem}_mlp"):
+        path = presets / "runs" / name / "results.h5"
+        if not path.is_file():
+            cells.append("—")
+            continue
+        a = read_results(path)["attrs"]
+        cells.append(_err(float(a["rel_l2"])) if a["status"] == "ok" else str(a["status"]))
+    return "—" if cells == ["—", "—"] else " / ".join(cells)
+
+
+def table(sweep_dir: Path, presets: Path | None = None) -> str:
     runs = [r for r in load_runs(sweep_dir)]
     by = {}
     for r in runs:
         by.setdefault(r.row["problem"], {})[r.row["family"]] = r
     order = [p for p in problem_configs() if p in by]
-    lines = ["| problem | KAN params | KAN rel L2 | KAN time | MLP params | MLP rel L2 | MLP time | published (rel L2 unless named) |",
-             "|---|---|---|---|---|---|---|---|"]
+    head = ["problem", "KAN params", "KAN rel L2", "KAN time", "MLP params", "MLP rel L2", "MLP time"]
+    head += ["best preset: KAN / MLP"] * (presets is not None) + ["published (rel L2 unless named)"]
+    lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
     for name in order:
         cells = [f"`{name}`"]
         for family in ("kan", "mlp"):
@@ -60,6 +78,8 @@ def table(sweep_dir: Path) -> str:
                 continue
             extra = extras(sweep_dir / r.row["run_dir"])
             cells += [f"{r.row['n_params']:,}", _err(r.row["rel_l2"]) + (f" ({extra})" if extra else ""), f"{r.row['wall_time_s']:.0f} s"]
+        if presets is not None:
+            cells.append(preset_cell(presets, name))
         cells.append(_published(describe(load_problem(name))["published"]))
         lines.append("| " + " | ".join(cells) + " |")
     return "\n".join(lines)
@@ -68,8 +88,12 @@ def table(sweep_dir: Path) -> str:
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("sweep_dir", type=Path)
+    parser.add_argument("--presets", type=Path, help="a reproduce_literature.py output directory: adds the presets' column")
     args = parser.parse_args()
-    print(table(args.sweep_dir))
+    for d in (args.sweep_dir, args.presets):
+        if d is not None and not d.is_dir():
+            parser.error(f"no such directory: {d}")
+    print(table(args.sweep_dir, args.presets))
     return 0
 
 

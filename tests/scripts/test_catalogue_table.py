@@ -30,3 +30,20 @@ def test_table_pairs_kan_and_mlp_per_problem(tmp_path):
     assert rows["helmholtz2d"].startswith("| `helmholtz2d` | 750 | 2.5e-03 | 150 s | 921 | 4.0e-02 | 301 s | adaptive B-spline PIKAN 1.02e-03")
     assert "1.0e-04 (u 1.0e-05, p 3.0e-04)" in rows["kovasznay"] and "| — | failed | — |" in rows["kovasznay"]
     assert "kappa rel. err. 1.0e-03" in rows["inverse_heat1d"] and "not run" in rows["inverse_heat1d"]
+
+
+def test_presets_column_reads_reproduce_literature_runs(tmp_path):
+    sweep, lit = tmp_path / "sweep", tmp_path / "lit"
+    _run(sweep / "0", "helmholtz2d", "kan", 750, 2.5e-3, 150.4)
+    _run(sweep / "1", "burgers1d", "kan", 750, 2.7e-1, 80.0)
+    _run(sweep / "2", "diffusion1d", "kan", 750, 3.6e-3, 90.0)
+    _run(lit / "runs" / "helmholtz2d", "helmholtz2d", "kan", 1200, 2.0e-3, 400.0)
+    _run(lit / "runs" / "helmholtz2d_mlp", "helmholtz2d", "mlp", 1981, 7.0e-4, 500.0)
+    _run(lit / "runs" / "burgers1d_mlp", "burgers1d", "mlp", 1981, 5.7e-4, 500.0, status="diverged")
+    lines = catalogue_table.table(sweep, lit).splitlines()
+    assert "| best preset: KAN / MLP | published" in lines[0] and lines[1].count("---") == 9
+    rows = {line.split(" | ")[0].strip("| `"): line.split(" | ") for line in lines[2:]}
+    assert rows["helmholtz2d"][7] == "2.0e-03 / 7.0e-04"
+    assert rows["burgers1d"][7] == "— / diverged"
+    assert rows["diffusion1d"][7] == "—"
+    assert "best preset" not in catalogue_table.table(sweep).splitlines()[0]
