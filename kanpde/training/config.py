@@ -190,6 +190,8 @@ class TrainerConfig:
         optimizer: ``adam``; a second-order method: ``lbfgs``, or the dense quasi-Newton ``bfgs``,
             ``ssbfgs``, ``ssbroyden`` (self-scaled, for networks up to 20k parameters, best in float64;
             :mod:`kanpde.training.quasi_newton`); or ``adam_<method>`` (Adam for ``adam_steps``, then it).
+            The default, ``ssbroyden``, measured best across the catalogue for KANs and MLPs alike
+            (docs/catalogue.md); larger networks need ``lbfgs``, which a run says before it starts.
         steps: total optimiser steps (a second-order step is one iteration with a strong-Wolfe line search).
         lr: Adam's learning rate; ``lbfgs_lr``, ``history_size``: L-BFGS settings.
         adam_steps: with ``adam_<method>``, how many of the steps are Adam.
@@ -217,7 +219,7 @@ class TrainerConfig:
             ``status="diverged"`` and the best state restored (0: never).
     """
 
-    optimizer: str = "lbfgs"
+    optimizer: str = "ssbroyden"
     steps: int = 2000
     lr: float = 1e-3
     adam_steps: int = 0

@@ -9,7 +9,8 @@ from torch import nn
 
 from kanpde.training.config import TrainerConfig
 from kanpde.training.distributed import Shards
-from kanpde.training.quasi_newton import QuasiNewton
+from kanpde.models.protocols import GridModel, n_params
+from kanpde.training.quasi_newton import MAX_PARAMS, QuasiNewton
 
 LossFn = Callable[[], "tuple[torch.Tensor, dict[str, torch.Tensor]]"]
 
@@ -26,6 +27,25 @@ def make_optimizer(config: TrainerConfig, params: nn.Module, step: int) -> torch
         params.parameters(), lr=config.lbfgs_lr, max_iter=1, max_eval=25, history_size=config.history_size,
         tolerance_grad=0.0, tolerance_change=0.0, line_search_fn="strong_wolfe",
     )
+
+
+def check_dense_size(config: TrainerConfig, model: nn.Module) -> None:
+    """Fail before training if a dense quasi-Newton method would outgrow :data:`MAX_PARAMS` during the run:
+    the count now, or after the grid extensions (a KAN's edges gain one coefficient per grid interval)."""
+    method = config.second_order
+    if method in (None, "lbfgs"):
+        return
+    n = n_params(model)
+    grids = [g for s, g in zip(config.grid_extension.at, config.grid_extension.grids) if s < config.steps]
+    if isinstance(model, GridModel) and grids and max(grids) > model.grid:
+        edges = sum(layer.in_features * layer.out_features for layer in model.layers)
+        n += edges * (max(grids) - model.grid)
+    if config.knots.method == "insert" and config.knots.budget > 0:
+        n = max(n, config.knots.budget)
+    if n > MAX_PARAMS:
+        raise ValueError(f"trainer.optimizer={config.optimizer} keeps a dense n x n inverse Hessian, meant for at most "
+                         f"{MAX_PARAMS:,} parameters; this model reaches {n:,}; set trainer.optimizer=lbfgs "
+                         f"(or adam_lbfgs), which keeps only {config.history_size} curvature pairs")
 
 
 def takes_closure(opt: torch.optim.Optimizer) -> bool:

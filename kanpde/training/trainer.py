@@ -37,7 +37,7 @@ from kanpde.training.callbacks.symbolic import SymbolicStep
 from kanpde.training.checkpoint import check_matches, load_checkpoint, restore
 from kanpde.training.config import TrainerConfig
 from kanpde.training.distributed import Shards
-from kanpde.training.optimizers import make_optimizer, optimizer_step
+from kanpde.training.optimizers import check_dense_size, make_optimizer, optimizer_step
 from kanpde.training.state import TrainResult, TrainState
 
 
@@ -203,6 +203,7 @@ class Trainer:
             raise ValueError(f"trainer.{e}") from None
         if self.config.compile and not supports_jet(model):
             raise ValueError(f"trainer.compile compiles the forward derivative pass, which {type(model).__name__} lacks; set trainer.compile=false")
+        check_dense_size(self.config, model)
         for cb in callbacks or self.all_callbacks():
             cb.check_model(model)
 

@@ -24,7 +24,7 @@ def test_default_trainer_is_the_python_default():
     """model=mlp sets no schedule, so the composed trainer is exactly Trainer()."""
     cli = build("trainer", _plain(compose_config("model=mlp"), "trainer"))
     assert cli.config == Trainer().config == TrainerConfig()
-    assert cli.config.steps == 2000 and cli.config.optimizer == "lbfgs"
+    assert cli.config.steps == 2000 and cli.config.optimizer == "ssbroyden"
 
 
 def test_kan_preset_adds_only_its_grid_schedule():

@@ -19,7 +19,7 @@ from kanpde.io import read_results
 from kanpde.io.results import SCHEMA_VERSION, SchemaError
 from kanpde.problems.poisson import Poisson1D
 
-SETTINGS = dict(optimizer="lbfgs", steps=25, log_every=5, progress=False, grid_extension={"at": [10], "grids": [10]})
+SETTINGS = dict(steps=25, log_every=5, progress=False, grid_extension={"at": [10], "grids": [10]})
 
 
 def _python_run(tmp_path, seed=3):
@@ -96,7 +96,7 @@ def test_run_lines_go_to_the_kanpde_logger(tmp_path, caplog):
     with caplog.at_level(logging.INFO, logger="kanpde"):
         _python_run(tmp_path)
     lines = [r.getMessage() for r in caplog.records if r.name == "kanpde"]
-    assert any("lbfgs for 25 steps" in line for line in lines) and any("rel_l2=" in line for line in lines)
+    assert any("ssbroyden for 25 steps" in line for line in lines) and any("rel_l2=" in line for line in lines)
 
 
 def test_rad_draws_depend_on_the_seed():

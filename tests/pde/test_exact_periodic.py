@@ -51,9 +51,9 @@ def test_the_cli_names_inputs_and_fills_in_the_periodic_axes():
 
 @pytest.mark.parametrize("model", [pytest.param("kan", marks=pytest.mark.slow), "mlp"])
 def test_a_run_with_exact_periodicity_trains_without_the_periodic_term(tmp_path, model):
-    width = "[in,6,out]" if model == "kan" else "[in,12,12,out]"
+    width, steps = ("[in,6,out]", 300) if model == "kan" else ("[in,12,12,out]", 150)
     cfg = compose_config("problem=poisson1d_periodic", "problem.exact_periodic=true", f"model={model}", f"model.width={width}",
-                         "trainer.steps=150", "trainer.progress=false", "plots=false", "problem.n_interior=200")
+                         f"trainer.steps={steps}", "trainer.progress=false", "plots=false", "problem.n_interior=200")
     run(cfg, tmp_path)
     res = read_results(tmp_path / "results.h5")
     assert res["attrs"]["status"] == "ok" and "loss_periodic" not in res["history"] and "loss_pde" in res["history"]

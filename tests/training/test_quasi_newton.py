@@ -7,7 +7,7 @@ import math
 import pytest
 import torch
 
-from kanpde import MLP, Trainer
+from kanpde import KAN, MLP, Trainer
 from kanpde.problems.poisson import Poisson1D
 from kanpde.training.quasi_newton import METHODS, QuasiNewton, scaling, update_inverse_hessian
 
@@ -126,6 +126,24 @@ def test_bad_settings_name_the_setting():
         Trainer(optimizer="adam_ssbroyden", steps=10)
     with pytest.raises(ValueError, match="trainer.optimizer"):
         Trainer(optimizer="ssbroyd")
+
+
+def test_a_network_too_large_for_the_dense_method_is_refused_before_training():
+    """The default optimiser is dense: a model over 20,000 parameters, now or after its grid extensions,
+    is refused by the trainer's checks (before any step) with the setting to change; lbfgs takes it."""
+    problem = Poisson1D(n_interior=8)
+    big_mlp = MLP([1, 150, 129, 1])  # 19,909 parameters: allowed
+    Trainer(steps=2).check_model(big_mlp)
+    with pytest.raises(ValueError, match=r"trainer.optimizer=ssbroyden keeps a dense .* this model reaches 20,061.*trainer.optimizer=lbfgs"):
+        Trainer(steps=2).check_model(MLP([1, 150, 130, 1]))
+    kan = KAN([1, 30, 30, 1], grid=5)  # 960 edges, 9,600 parameters at G = 5 and 28,800 at G = 25
+    grown = {"at": [1], "grids": [25]}
+    with pytest.raises(ValueError, match=r"trainer.optimizer=adam_ssbroyden .* reaches 28,800"):
+        Trainer(steps=4, optimizer="adam_ssbroyden", adam_steps=2, grid_extension=grown).check_model(kan)
+    Trainer(steps=4, optimizer="adam_lbfgs", adam_steps=2, grid_extension=grown).check_model(kan)
+    Trainer(steps=1, grid_extension=grown).check_model(kan)  # the extension falls after the last step
+    with pytest.raises(ValueError, match="reaches 20,061"):
+        Trainer(steps=2).fit(problem, MLP([1, 150, 130, 1]), problem.sample_points(0))
 
 
 def test_ssbroyden_trains_a_pinn_far_below_lbfgs_on_the_same_budget(f64):
