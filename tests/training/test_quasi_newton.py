@@ -116,6 +116,48 @@ def test_state_dict_round_trip_continues_the_same_iterates():
     torch.testing.assert_close(x2, x, rtol=0, atol=0)
 
 
+def test_a_fresh_start_at_a_small_loss_on_a_stiff_problem_still_descends():
+    """A quadratic with curvatures 1 to 1e8 at loss 0.05: the old fresh start, a trial step −g/|g|₁, is about
+    1e4 times too long, and SciPy's search could not shrink it that far, so every step failed (as on poisson2d
+    at G = 96; measured).  Polyak's bound f/|g|² on the fresh start gives a step that descends."""
+    torch.manual_seed(0)
+    lam = torch.logspace(0, 8, 200, dtype=torch.float64)
+    x = (1e-5 * torch.randn(200, dtype=torch.float64)).requires_grad_()
+    opt = QuasiNewton([x], method="ssbroyden")
+
+    def closure():
+        opt.zero_grad()
+        f = 0.5 * (lam * x * x).sum()
+        f.backward()
+        return f
+
+    f0 = float(closure())
+    g = x.grad.clone()
+    assert f0 / float(g @ g) < 1e-4 / float(g.abs().sum())  # Polyak's bound is the one that binds
+    assert torch.allclose(opt._initial(g, {}, f0).diagonal(), torch.full((200,), f0 / float(g @ g), dtype=torch.float64))
+    for _ in range(3):
+        opt.step(closure)
+    assert float(closure()) < f0 / 5
+
+
+def test_a_step_that_cannot_descend_leaves_the_parameters_and_warns_once(caplog):
+    x = torch.tensor([1.0, -2.0], dtype=torch.float64, requires_grad=True)
+    opt = QuasiNewton([x], method="bfgs")
+
+    def lying_closure():  # the gradient's sign is wrong, so no step along −H g lowers the loss
+        opt.zero_grad()
+        f = (x * x).sum()
+        (-f).backward()
+        return f
+
+    with caplog.at_level("WARNING", logger="kanpde"):
+        for _ in range(3):
+            opt.step(lying_closure)
+    assert x.tolist() == [1.0, -2.0]
+    warnings = [r.getMessage() for r in caplog.records if "line search found no acceptable step" in r.getMessage()]
+    assert len(warnings) == 1 and "bfgs" in warnings[0]
+
+
 def test_bad_settings_name_the_setting():
     x = torch.zeros(3, requires_grad=True)
     with pytest.raises(ValueError, match="method must be one of bfgs, ssbfgs, ssbroyden"):
