@@ -150,7 +150,9 @@ def commands(problems: list[str], out: str | os.PathLike, quick: bool, jobs: int
     for p in problems:
         extra = (["threads=1"] if jobs > 1 else []) + (QUICK.get(p, []) if quick else [])
         if model == "mlp":
-            extra = ["model=mlp", f"model.width=[{','.join(map(str, MLP_WIDTH[p]))}]", *extra]
+            # an MLP has no grid to extend: the smooth presets' KAN schedules are dropped
+            extra = ["model=mlp", f"model.width=[{','.join(map(str, MLP_WIDTH[p]))}]",
+                     "trainer.grid_extension.at=[]", "trainer.grid_extension.grids=[]", *extra]
         # trainer.resume=never: a measurement starts from step 0 (a checkpoint left by a killed run would shorten its time)
         cmds[p] = [sys.executable, "-m", "kanpde", f"+experiment={p}_best", f"hydra.run.dir={out}/runs/{run_name(p, model)}",
                    "trainer.progress=false", "trainer.resume=never", *extra]

@@ -219,6 +219,7 @@ def test_each_best_preset_also_composes_with_the_mlp_of_model_mlp(lit, problem):
     net = build("model", model | {"width": resolve_width(problem_obj, model["width"]),
                                   "embedding": resolve_embedding(problem_obj, model.get("embedding"))})
     assert type(net).__name__ == "MLP" and net.width == lit.MLP_WIDTH[problem]
+    build("trainer", plain["trainer"]).check_model(net)  # e.g. a KAN's grid-extension schedule would be refused
 
 
 @pytest.mark.slow
