@@ -1,8 +1,8 @@
 """The README's catalogue table from a sweep over problems × {kan, mlp}: one row per problem with the
 default KAN's and the MLP's parameters, relative L2 error and wall time, beside the published figures.
 
-    python -m kanpde -m hydra/launcher=joblib hydra.launcher.n_jobs=2 problem=<p1>,<p2>,... model=kan,mlp \\
-        trainer.progress=false hydra.sweep.dir=multirun/catalogue
+    python -m kanpde -m hydra/launcher=parallel hydra.launcher.n_jobs=2 problem=<p1>,<p2>,... model=kan,mlp \\
+        trainer.progress=false plots=false hydra.sweep.dir=multirun/catalogue
     python scripts/catalogue_table.py multirun/catalogue
     python scripts/catalogue_table.py multirun/catalogue --presets literature   # + the <problem>_best presets' column
 

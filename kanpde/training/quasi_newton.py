@@ -107,6 +107,7 @@ class QuasiNewton(torch.optim.Optimizer):
         if len(self.param_groups) != 1:
             raise ValueError("QuasiNewton takes one parameter group")
         self._params = self.param_groups[0]["params"]
+        self._warned = False  # a step that found no descent has been logged
         n = sum(p.numel() for p in self._params)
         if n > MAX_PARAMS:
             raise ValueError(f"{method} keeps a dense {n} x {n} inverse Hessian; it is meant for networks of at most {MAX_PARAMS} "
@@ -188,7 +189,7 @@ class QuasiNewton(torch.optim.Optimizer):
         if alpha is None:
             self._assign(x0)
             state.clear()
-            if not getattr(self, "_warned", False):  # the next step starts afresh from the same point: say so once
+            if not self._warned:  # the next step starts afresh from the same point: say so once
                 self._warned = True
                 log.warning(f"{group['method']}: the line search found no acceptable step from loss {f0:.6g}, even from a "
                             f"fresh start; the parameters are unchanged (once per optimiser: later failures are not repeated)")
