@@ -9,7 +9,7 @@ import torch
 
 from kanpde import KAN, MLP, Trainer
 from kanpde.problems.poisson import Poisson1D
-from kanpde.training.quasi_newton import METHODS, QuasiNewton, scaling, update_inverse_hessian
+from kanpde.training.quasi_newton import METHODS, QuasiNewton, scaling, symmetrize_, update_inverse_hessian
 
 
 def _spd(n, seed):
@@ -28,11 +28,30 @@ def test_every_update_meets_the_secant_condition_and_stays_positive_definite(met
         alpha = 0.7
         s = -alpha * (H @ grad)
         y = A @ s  # a convex quadratic's change of gradient: yᵀs > 0
-        new = update_inverse_hessian(H, s, y, grad, alpha, method, first)
-        torch.testing.assert_close(new @ y, s, rtol=1e-10, atol=1e-12)
-        assert torch.linalg.eigvalsh(new).min() > 0
-        torch.testing.assert_close(new, new.T, rtol=0, atol=0)
-        H = new
+        assert update_inverse_hessian(H, s, y, grad, alpha, method, first)
+        torch.testing.assert_close(H @ y, s, rtol=1e-10, atol=1e-12)
+        assert torch.linalg.eigvalsh(H).min() > 0
+        torch.testing.assert_close(H, H.T, rtol=0, atol=1e-14 * float(H.abs().max()))  # symmetric to round-off
+    symmetrize_(H)
+    torch.testing.assert_close(H, H.T, rtol=0, atol=0)
+
+
+@pytest.mark.parametrize("method", METHODS)
+def test_the_rank_two_update_equals_the_textbook_formula(method):
+    """H/τ + U M Uᵀ is (H − Hy Hyᵀ/yᵀHy + φ·yᵀHy·v vᵀ)/τ + s sᵀ/yᵀs, v = s/yᵀs − Hy/yᵀHy, written out."""
+    H, g = _spd(9, 4)
+    A, _ = _spd(9, 5)
+    grad = torch.randn(9, generator=g, dtype=torch.float64)
+    alpha = 0.3
+    s = -alpha * (H @ grad)
+    y = A @ s
+    sy, Hy = float(s @ y), H @ y
+    yHy = float(y @ Hy)
+    tau, phi = scaling(method, -alpha * float(s @ grad) / sy, yHy / sy, 9, False)
+    v = s / sy - Hy / yHy
+    textbook = (H - torch.outer(Hy, Hy) / yHy + phi * yHy * torch.outer(v, v)) / tau + torch.outer(s, s) / sy
+    assert update_inverse_hessian(H, s, y, grad, alpha, method, False)
+    torch.testing.assert_close(H, textbook, rtol=1e-12, atol=1e-12)
 
 
 def test_bfgs_is_the_unscaled_member_and_ssbfgs_scales_down_only():
@@ -46,7 +65,8 @@ def test_bfgs_is_the_unscaled_member_and_ssbfgs_scales_down_only():
 def test_a_step_without_positive_curvature_leaves_h_unchanged():
     H = torch.eye(3, dtype=torch.float64)
     s = torch.tensor([1.0, 0.0, 0.0], dtype=torch.float64)
-    assert update_inverse_hessian(H, s, -s, -s, 1.0) is H
+    assert not update_inverse_hessian(H, s, -s, -s, 1.0)
+    torch.testing.assert_close(H, torch.eye(3, dtype=torch.float64), rtol=0, atol=0)
 
 
 @pytest.mark.parametrize("method", METHODS)
@@ -65,7 +85,7 @@ def test_exact_line_searches_minimise_a_quadratic_in_n_steps(method):
         alpha = float(-(grad @ p) / (p @ A @ p))
         s = alpha * p
         x = x + s
-        H = update_inverse_hessian(H, s, A @ s, grad, alpha, method, first=k == 0)
+        update_inverse_hessian(H, s, A @ s, grad, alpha, method, first=k == 0)
     exact = torch.linalg.solve(A, b)
     torch.testing.assert_close(x, exact, rtol=1e-9, atol=1e-9)
 
