@@ -13,7 +13,7 @@ from kanpde.pde.problem import Points, Problem
 from kanpde.training.callbacks.base import CallbackList
 from kanpde.training.config import TrainerConfig
 from kanpde.training.distributed import Shards
-from kanpde.training.optimizers import make_optimizer
+from kanpde.training.optimizers import LastEvaluation, make_optimizer
 
 
 @dataclass
@@ -52,7 +52,8 @@ class TrainState:
     evaluates (the same module, or a compiled view of its derivative pass); ``trainable`` holds the
     model and the problem's unknown coefficients, what the optimiser moves.  ``loss`` and ``terms``
     are the current step's loss and plain per-term mean squares at its start; ``first_squares`` the
-    per-point squares of the step's first evaluation.  A callback ends training with :meth:`fail`.
+    per-point squares of the step's first evaluation and ``last_squares`` those of the latest;
+    ``last_evaluation`` keeps the latest evaluation for the next quasi-Newton step.  A callback ends training with :meth:`fail`.
     """
 
     config: TrainerConfig
@@ -74,6 +75,8 @@ class TrainState:
     loss: float = math.nan
     terms: dict[str, torch.Tensor] = field(default_factory=dict)
     first_squares: dict[str, torch.Tensor] | None = None
+    last_squares: dict[str, torch.Tensor] | None = None
+    last_evaluation: LastEvaluation = field(default_factory=LastEvaluation)
     history: dict[str, list[float]] = field(default_factory=dict)
     stages: dict[str, list[float]] = field(default_factory=dict)
     attention: dict[str, torch.Tensor] = field(default_factory=dict)

@@ -37,7 +37,7 @@ from kanpde.training.callbacks.symbolic import SymbolicStep
 from kanpde.training.checkpoint import check_matches, load_checkpoint, restore
 from kanpde.training.config import TrainerConfig
 from kanpde.training.distributed import Shards
-from kanpde.training.optimizers import check_dense_size, make_optimizer, optimizer_step
+from kanpde.training.optimizers import LastEvaluation, check_dense_size, make_optimizer, optimizer_step
 from kanpde.training.state import TrainResult, TrainState
 
 
@@ -146,7 +146,11 @@ class Trainer:
             if state.stop:
                 break
             state.first_squares = None
-            state.loss, state.terms = optimizer_step(state.optimizer, lambda: self.loss(state), state.shards)
+            memo = state.last_evaluation if cbs.static_objective else None
+            state.loss, state.terms = optimizer_step(state.optimizer, lambda: self.loss(state), state.shards,
+                                                     memo, lambda: state.last_squares)
+            if state.first_squares is None and memo is not None:  # the step began from the kept evaluation
+                state.first_squares = memo.extra  # type: ignore[assignment]
             cbs.call("on_step_end", state)
             if state.status in ("ok", "interrupted"):  # a failed step does not count
                 done = state.step + 1
@@ -162,8 +166,9 @@ class Trainer:
         """The weighted loss and each term's plain mean square (what the history logs)."""
         squares = state.problem.pointwise(state.loss_model, state.points, state.derivatives)
         terms = {t: state.mean(t, v) for t, v in squares.items()}
+        state.last_squares = {t: v.detach() for t, v in squares.items()}
         if state.first_squares is None:
-            state.first_squares = {t: v.detach() for t, v in squares.items()}
+            state.first_squares = state.last_squares
         weighted = state.callbacks.pipe("on_squares", state, squares)
         objective = state.callbacks.pipe("on_objective", state, {t: state.mean(t, v) for t, v in weighted.items()}, weighted)
         loss = sum(state.problem.weights[t] * v for t, v in objective.items())

@@ -8,6 +8,7 @@ import pytest
 import torch
 
 from kanpde import KAN, MLP, Trainer
+from kanpde.training.callbacks.base import Callback
 from kanpde.problems.poisson import Poisson1D
 from kanpde.training.quasi_newton import METHODS, QuasiNewton, scaling, symmetrize_, update_inverse_hessian
 
@@ -224,3 +225,47 @@ def test_ssbroyden_trains_a_pinn_far_below_lbfgs_on_the_same_budget(f64):
         assert result.status == "ok" and math.isfinite(errors[optimizer])
     assert errors["ssbroyden"] < 2e-5
     assert losses["ssbroyden"] < losses["lbfgs"] / 30
+
+
+class _CountEvaluations(Callback):
+    """Counts loss evaluations (every one pipes the squares through ``on_squares``)."""
+
+    def __init__(self, changes_objective: bool) -> None:
+        self.changes_objective = changes_objective
+        self.evaluations = 0
+
+    def on_squares(self, state, squares):
+        self.evaluations += 1
+        return squares
+
+
+@pytest.mark.parametrize("optimizer", ["ssbroyden", "lbfgs"])
+def test_a_step_reuses_the_last_evaluation_only_while_the_objective_stays_the_same(f64, optimizer):
+    """Each second-order step starts where the last line search ended; with only passive callbacks that point is
+    not evaluated again, and the run is bit-for-bit the run that evaluates it again (a callback that may change
+    the objective turns reuse off)."""
+    runs = {}
+    for changes in (False, True):
+        problem = Poisson1D(n_interior=50)
+        torch.manual_seed(0)
+        model = MLP([1, 8, 8, 1], bounds=([-1.0], [1.0]))
+        counter = _CountEvaluations(changes)
+        result = Trainer(optimizer=optimizer, steps=40, progress=False, log_every=1, callbacks=[counter]).fit(
+            problem, model, problem.sample_points(0))
+        runs[changes] = (result.history, [p.detach().clone() for p in model.parameters()], counter.evaluations)
+    (h_reuse, p_reuse, n_reuse), (h_fresh, p_fresh, n_fresh) = runs[False], runs[True]
+    assert {k: v for k, v in h_reuse.items() if k != "time_s"} == {k: v for k, v in h_fresh.items() if k != "time_s"}
+    for a, b in zip(p_reuse, p_fresh):
+        torch.testing.assert_close(a, b, rtol=0, atol=0)
+    assert n_fresh - n_reuse >= 35  # one evaluation fewer in (nearly) every step after the first
+
+
+def test_reuse_is_off_with_residual_attention(f64):
+    """RBA reweighs the points after every step, so the step's first evaluation is a new one."""
+    problem = Poisson1D(n_interior=50)
+    counter = _CountEvaluations(False)
+    trainer = Trainer(steps=10, progress=False, callbacks=[counter], loss={"rba": True})
+    assert not trainer.all_callbacks().static_objective
+    torch.manual_seed(0)
+    trainer.fit(problem, MLP([1, 8, 8, 1], bounds=([-1.0], [1.0])), problem.sample_points(0))
+    assert counter.evaluations >= 20

@@ -32,6 +32,12 @@ class Callback:
     columns: tuple[str, ...] = ()
     """History columns this technique adds (through ``extra_terms`` as ``loss_<name>``, or ``on_record``)."""
 
+    changes_objective: bool = True
+    """Whether this technique may change the loss as a function of the parameters between two steps
+    (weights, points, extra terms, a model changed without a new optimiser).  Only while every callback
+    says False does a quasi-Newton step reuse the previous step's last evaluation
+    (:class:`~kanpde.training.optimizers.LastEvaluation`); a new technique keeps the safe default."""
+
     def check_model(self, model: nn.Module) -> None:
         """Raise ValueError (naming the setting) if this technique cannot work on ``model``."""
 
@@ -100,6 +106,11 @@ class CallbackList:
             if state.stop and hook in ("on_step_start", "on_step_end"):
                 return
             getattr(cb, hook)(state, *args)
+
+    @property
+    def static_objective(self) -> bool:
+        """Whether no callback changes the objective between steps (see :attr:`Callback.changes_objective`)."""
+        return not any(cb.changes_objective for cb in self.callbacks)
 
     def pipe(self, hook: str, state: TrainState, value: dict, *args: object) -> dict:
         """Thread ``value`` through every callback's ``hook(state, value, *args)`` (on_squares, on_objective)."""

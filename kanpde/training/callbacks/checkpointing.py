@@ -26,6 +26,8 @@ class Checkpointing(Callback):
     SIGINT and SIGTERM only set a flag (in the main thread; elsewhere signals keep their handlers).
     """
 
+    changes_objective = False
+
     def __init__(self, path: str | Path, every: int, steps: int) -> None:
         self.path, self.every, self.steps = Path(path), every, steps
         self.received: int | None = None

@@ -14,6 +14,8 @@ from kanpde.training.state import TrainState
 class DivergenceGuard(Callback):
     """Stops when the loss exceeds ``factor`` times the best loss since the model last changed."""
 
+    changes_objective = False
+
     def __init__(self, factor: float) -> None:
         self.factor = factor
         self.best = math.inf

@@ -165,6 +165,8 @@ def schedule_notes(config: TrainerConfig, model: nn.Module) -> list[str]:
 class GridExtension(Callback):
     """Extends the KAN's grid at the scheduled steps (``trainer.grid_extension``), closing a stage before each."""
 
+    changes_objective = False
+
     def __init__(self, config: TrainerConfig) -> None:
         self.config = config
         self.schedule: dict[int, int] = {}

@@ -14,6 +14,8 @@ STAGE_COLUMNS = ("step", "time_s", "grid", "n_params", "rel_l2", "mse", "h1_sq")
 class HistoryRecorder(Callback):
     """Records ``step, time_s, loss, loss_<term>, rel_l2, grid, unknown_<name>`` and other callbacks' columns."""
 
+    changes_objective = False
+
     def __init__(self, log_every: int, steps: int) -> None:
         self.log_every, self.steps = log_every, steps
 

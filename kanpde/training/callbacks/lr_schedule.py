@@ -50,6 +50,8 @@ def lr_factor(step: int, warmup: int = 0, decay: str = "none", decay_steps: int 
 class LRSchedule(Callback):
     """Sets Adam's learning rate to ``lr * lr_factor(step)`` before every Adam step (cosine runs to the last Adam step)."""
 
+    changes_objective = False
+
     def __init__(self, config: TrainerConfig) -> None:
         s = config.schedule
         self.lr = config.lr

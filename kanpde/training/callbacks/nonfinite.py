@@ -25,6 +25,8 @@ def all_finite(model: nn.Module) -> bool:
 class NonFiniteRollback(Callback):
     """Keeps the last finite state; must run first among the ``on_step_end`` callbacks."""
 
+    changes_objective = False
+
     def __init__(self) -> None:
         self.last_good: dict[str, torch.Tensor] = {}
 

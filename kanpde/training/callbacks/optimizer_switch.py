@@ -8,6 +8,8 @@ from kanpde.training.state import TrainState
 class SwitchOptimizer(Callback):
     """Replaces the optimiser at ``step``; :func:`kanpde.training.optimizers.make_optimizer` picks the second-order method from there on."""
 
+    changes_objective = False
+
     def __init__(self, step: int) -> None:
         self.step = step
 

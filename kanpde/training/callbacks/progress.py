@@ -11,6 +11,10 @@ from kanpde.training.state import TrainState
 
 
 class ProgressBar(Callback):
+    """A tqdm bar over the steps, with the loss and the error of the last history row."""
+
+    changes_objective = False
+
     def __init__(self, steps: int, enabled: bool = True) -> None:
         self.steps, self.enabled = steps, enabled
         self.bar: tqdm | None = None

@@ -12,6 +12,8 @@ from kanpde.training.state import TrainState
 class TensorBoardLogger(Callback):
     """Writes the scalars of each new history row with ``torch.utils.tensorboard``."""
 
+    changes_objective = False
+
     def __init__(self, log_dir: str | Path) -> None:
         try:
             from torch.utils.tensorboard import SummaryWriter
