@@ -105,12 +105,15 @@ class LossConfig:
 
 @dataclass
 class SamplerConfig:
-    """RAD: every ``period`` steps redraw the PDE points from ``pool`` candidates, density ~ |r|^k/mean|r|^k + c."""
+    """RAD: every ``period`` steps redraw the PDE points from ``pool`` candidates, density ~ |r|^k/mean|r|^k + c.
+    ``keep_curvature``: a dense quasi-Newton optimiser keeps its inverse Hessian across the redraw (the same
+    operator on new points) instead of starting afresh."""
     adaptive: str = "none"
     period: int = 500
     k: float = 1.0
     c: float = 1.0
     pool: int = 20000
+    keep_curvature: bool = False
 
 
 @dataclass
@@ -368,6 +371,12 @@ class TrainerConfig:
         _in_group("sampler", lambda: (checks.one_of("adaptive", smp.adaptive, ("none", "rad")),
                                       checks.positive_int("period", smp.period), checks.number_in("k", smp.k, 0.0),
                                       checks.number_in("c", smp.c, 0.0), checks.positive_int("pool", smp.pool)))
+        if not isinstance(smp.keep_curvature, bool):
+            raise ValueError(f"trainer.sampler.keep_curvature must be true or false, got {smp.keep_curvature!r}")
+        if smp.keep_curvature and self.second_order in (None, "lbfgs"):
+            raise ValueError(f"trainer.sampler.keep_curvature=true needs a dense quasi-Newton optimiser (bfgs, ssbfgs, "
+                             f"ssbroyden, or adam_ before one), got trainer.optimizer={self.optimizer}: L-BFGS's pairs "
+                             f"span two steps and would mix the old points' gradients with the new")
 
     def as_dict(self) -> dict[str, Any]:
         """The settings as plain nested dicts (what a config file would hold)."""

@@ -143,6 +143,11 @@ class QuasiNewton(torch.optim.Optimizer):
             gamma = min(gamma, f / g2)
         return torch.eye(g.numel(), dtype=g.dtype, device=g.device) * gamma
 
+    def new_objective(self) -> None:
+        """The loss changed but not its operator (the PDE points were redrawn): keep H, whose curvature still
+        holds, and forget the previous loss, which the line search would take as this objective's."""
+        self.state[self._params[0]].pop("previous_loss", None)
+
     def _flat(self, grads: bool) -> torch.Tensor:
         parts = []
         for p in self._params:

@@ -6,6 +6,7 @@ import math
 import numpy as np
 import pytest
 import torch
+from kanpde.training.callbacks.base import Callback
 from kanpde.training.callbacks.rad import rad_probabilities, rad_resample
 from kanpde.training.trainer import Trainer
 from scipy import optimize, stats
@@ -97,3 +98,35 @@ def test_rad_moves_the_points_to_large_residuals(f64, poisson):
     r_moved = poisson.pde_pointwise(net, moved).detach().sqrt().mean()
     r_uniform = poisson.pde_pointwise(net, initial).detach().sqrt().mean()
     assert r_moved > 1.2 * r_uniform  # a uniform redraw of 200 points would give 1 within a few %
+
+
+@pytest.mark.parametrize("keep", [True, False])
+def test_a_redraw_keeps_the_dense_inverse_hessian_only_when_asked(f64, poisson, keep):
+    """With ``keep_curvature`` the quasi-Newton optimiser that ran before the redraw runs on after it with its H
+    (only the previous loss, which belonged to the old points, is dropped); without it a fresh one starts."""
+    net, pts = setup_kan(poisson, [1, 3, 1])
+    seen = []
+
+    class Watch(Callback):
+        def on_step_start(self, state):
+            opt = state.optimizer
+            H = opt.state[opt.param_groups[0]["params"][0]].get("H")
+            seen.append((state.step, opt, None if H is None else H.clone(),
+                         "previous_loss" in opt.state[opt.param_groups[0]["params"][0]]))
+
+    Trainer(optimizer="ssbroyden", steps=8, progress=False, device="cpu", callbacks=[Watch()],
+            sampler={"adaptive": "rad", "period": 5, "pool": 2000, "keep_curvature": keep}).fit(poisson, net, pts)
+    (_, before, H_before, _), (_, after, H_after, had_previous) = seen[4], seen[5]  # steps 4 and 5: RAD redrew at 5
+    assert H_before is not None
+    assert seen[4][3]  # a running quasi-Newton optimiser holds the previous loss for its line search
+    if keep:
+        assert after is before and H_after is not None and not had_previous
+    else:
+        assert after is not before and H_after is None
+
+
+def test_keep_curvature_needs_a_dense_quasi_newton_method():
+    with pytest.raises(ValueError, match=r"trainer.sampler.keep_curvature=true needs a dense quasi-Newton optimiser .* got trainer.optimizer=adam_lbfgs"):
+        Trainer(optimizer="adam_lbfgs", adam_steps=2, steps=4, sampler={"adaptive": "rad", "keep_curvature": True})
+    with pytest.raises(ValueError, match="trainer.sampler.keep_curvature must be true or false"):
+        Trainer(sampler={"adaptive": "rad", "keep_curvature": "yes"})

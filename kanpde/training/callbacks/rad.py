@@ -10,6 +10,7 @@ from kanpde.pde.problem import Problem
 from kanpde.training.callbacks.base import Callback
 from kanpde.training.config import SamplerConfig
 from kanpde.training.optimizers import takes_closure
+from kanpde.training.quasi_newton import QuasiNewton
 from kanpde.training.state import TrainState
 
 
@@ -110,5 +111,7 @@ class RAD(Callback):
             chosen = torch.tensor_split(chosen, state.shards.size)[state.shards.rank]
         state.points["pde"] = {"x": pool[chosen]}
         state.callbacks.call("on_resample", state, "pde", residual[chosen], residual.max())
-        if takes_closure(state.optimizer):  # its curvature memory belongs to the old points
+        if isinstance(state.optimizer, QuasiNewton) and self.config.keep_curvature:
+            state.optimizer.new_objective()  # s and y of every later update come from the new points alone
+        elif takes_closure(state.optimizer):  # its curvature memory belongs to the old points
             state.new_optimizer()
