@@ -64,10 +64,16 @@ def variants(cfg) -> dict[str, list[str]]:
     method = str(tr.optimizer).removeprefix("adam_")
     if method in QUASI_NEWTON:
         out["no-quasi-newton"] = [f"trainer.optimizer={'adam_lbfgs' if str(tr.optimizer).startswith('adam_') else 'lbfgs'}"]
+        if tr.sampler.get("keep_curvature"):  # L-BFGS keeps no inverse Hessian to carry over
+            out["no-quasi-newton"].append("trainer.sampler.keep_curvature=false")
     if tr.loss.rba:
         out["no-rba"] = ["trainer.loss.rba=false"]
         if tr.loss.rba_potential == "linear":
             out["vrba"] = ["trainer.loss.rba_potential=exponential"]
+    if tr.sampler.adaptive != "none":
+        out["no-rad"] = ["trainer.sampler.adaptive=none", "trainer.sampler.keep_curvature=false"]
+        if tr.sampler.get("keep_curvature"):
+            out["no-keep-curvature"] = ["trainer.sampler.keep_curvature=false"]
     if prob.get("exact_periodic"):
         out["no-exact-periodic"] = ["problem.exact_periodic=false"]
     if prob.get("hard_constraints"):

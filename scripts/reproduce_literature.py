@@ -122,7 +122,7 @@ QUICK: dict[str, list[str]] = {
     "poisson2d": ["trainer.steps=2000"],
     "helmholtz2d": ["trainer.steps=2000"],
     "diffusion1d": ["trainer.steps=2000"],
-    "burgers1d": ["trainer.steps=1500", "trainer.adam_steps=500", "problem.n_interior=4000"],
+    "burgers1d": ["trainer.steps=1500", "problem.n_interior=4000"],
     "allen_cahn1d": ["trainer.steps=1500", "trainer.adam_steps=500", "problem.n_interior=4000"],
     "wave1d": ["trainer.steps=1500", "trainer.adam_steps=500", "problem.n_interior=3000"],
     "klein_gordon1d": ["trainer.steps=1500", "trainer.adam_steps=500", "problem.n_interior=3000"],

@@ -16,7 +16,7 @@ def abl():
 
 
 EXPECTED = {
-    "burgers1d": ["preset", "no-quasi-newton", "no-rba", "vrba"],
+    "burgers1d": ["preset", "no-quasi-newton", "no-rba", "vrba", "no-rad", "no-keep-curvature"],
     "allen_cahn1d": ["preset", "no-quasi-newton", "no-rba", "vrba", "no-exact-periodic", "no-hard-constraints"],
     "wave1d": ["preset", "no-quasi-newton", "no-hard-constraints", "no-fourier"],
     "convection1d": ["preset", "no-quasi-newton", "no-exact-periodic", "no-marching"],
@@ -39,13 +39,20 @@ def test_each_variant_turns_off_what_it_names_and_nothing_else(abl, problem):
                    if cfg[group].get(key) != base[group].get(key)}
         expected = {"preset": set(), "no-quasi-newton": {"trainer.optimizer"}, "no-rba": {"trainer.loss"}, "vrba": {"trainer.loss"},
                     "no-exact-periodic": {"problem.exact_periodic"}, "no-hard-constraints": {"problem.hard_constraints"},
-                    "no-fourier": {"model.embedding"}, "no-marching": {"trainer.marching", "trainer.steps", "trainer.adam_steps"}}[name]
+                    "no-fourier": {"model.embedding"}, "no-marching": {"trainer.marching", "trainer.steps", "trainer.adam_steps"},
+                    "no-rad": {"trainer.sampler"}, "no-keep-curvature": {"trainer.sampler"}}[name]
+        if name == "no-quasi-newton" and base["trainer"]["sampler"]["keep_curvature"]:
+            expected = expected | {"trainer.sampler"}  # L-BFGS cannot keep curvature across a redraw
         assert differs == expected, name
         if name == "no-quasi-newton":
             warm = base["trainer"]["optimizer"].startswith("adam_")  # poisson2d_best: ssbroyden alone
             assert trainer.optimizer == ("adam_lbfgs" if warm else "lbfgs") and trainer.adam_steps == base["trainer"]["adam_steps"]
         if name == "vrba":
             assert trainer.loss.rba and trainer.loss.rba_potential == "exponential"
+        if name == "no-rad":
+            assert trainer.sampler.adaptive == "none" and not trainer.sampler.keep_curvature
+        if name == "no-keep-curvature":
+            assert trainer.sampler.adaptive == "rad" and not trainer.sampler.keep_curvature
         if name == "no-marching":  # the same budget in one window: 5 windows of 300 steps (100 Adam)
             assert not trainer.marches and (trainer.steps, trainer.adam_steps) == (1500, 500)
 
@@ -58,7 +65,7 @@ def _results(where, rel_l2, status="ok"):
 
 def test_main_builds_the_table_against_the_preset_and_reruns_only_what_is_not_ok(abl, tmp_path, monkeypatch, capsys):
     ran = []
-    errors = {"preset": 1e-2, "no-quasi-newton": 5e-2, "no-rba": 2e-2}
+    errors = {"preset": 1e-2, "no-quasi-newton": 5e-2, "no-rba": 2e-2, "no-rad": 4e-2, "no-keep-curvature": 3e-2}
 
     def fake(name, cmd, log):  # stands in for the subprocess: vrba fails without results
         ran.append(name)
@@ -73,11 +80,12 @@ def test_main_builds_the_table_against_the_preset_and_reruns_only_what_is_not_ok
     _results(tmp_path / "runs" / "burgers1d" / "vrba", 3e-3, status="failed")  # stale: run again (and removed first)
     _results(tmp_path / "runs" / "burgers1d" / "no-rba", 2e-2)  # ok already: not run again
     assert abl.main(["--quick", "--problems", "burgers1d", "--out", str(tmp_path)]) == 1
-    assert sorted(ran) == ["burgers1d no-quasi-newton", "burgers1d preset", "burgers1d vrba"]
+    assert sorted(ran) == ["burgers1d no-keep-curvature", "burgers1d no-quasi-newton", "burgers1d no-rad", "burgers1d preset",
+                           "burgers1d vrba"]
     rows = {r["variant"]: r for r in csv.DictReader((tmp_path / "ablation.csv").open())}
     assert float(rows["no-quasi-newton"]["vs_preset"]) == pytest.approx(5.0) and float(rows["no-rba"]["vs_preset"]) == pytest.approx(2.0)
     assert rows["vrba"]["status"] == "missing" and math.isnan(float(rows["vrba"]["rel_l2"]))
-    assert rows["no-quasi-newton"]["overrides"] == "trainer.optimizer=adam_lbfgs"
+    assert rows["no-quasi-newton"]["overrides"] == "trainer.optimizer=lbfgs trainer.sampler.keep_curvature=false"
     md = (tmp_path / "ablation.md").read_text()
     assert md in capsys.readouterr().out and "| burgers1d | KAN[2, 10, 10, 1] | no-rba | `trainer.loss.rba=false` | 0.02 | 2.00 |" in md
 
