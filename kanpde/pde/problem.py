@@ -3,6 +3,7 @@ from __future__ import annotations
 
 from abc import ABC, abstractmethod
 import hashlib
+import logging
 import math
 from typing import Any, Mapping, Sequence
 
@@ -14,6 +15,8 @@ from kanpde.pde.conditions import Condition, Dirichlet, Initial, Periodic
 from kanpde.pde.constraints import HardConstraint
 from kanpde.pde.derivatives import Fields, Plan
 from kanpde.geometry import SAMPLERS, Domain
+
+log = logging.getLogger("kanpde")
 
 Points = dict[str, dict[str, torch.Tensor]]
 """Collocation points by loss term: ``{"pde": {"x": ...}, "<condition name>": {"x": ..., "normal": ...}}``."""
@@ -217,6 +220,42 @@ class Problem(ABC):
                                      f"value of {c.name!r} by up to {float(gap):.3g} on the boundary; override Problem.lift, "
                                      f"or set hard_constraints=false")
 
+    def periodic_lift_jumps(self) -> dict[str, tuple[float, float]]:
+        """``{axis: (value jump, slope jump)}``: how far the hard-constraint lift is from periodic on each periodic
+        axis (the largest |g(lower) − g(upper)| and |∂g(lower) − ∂g(upper)| along it, over 64 points of the
+        other inputs).  u = lift + distance·network keeps any such jump at every t, since the network term
+        is smooth there; a diffusing PDE's solution loses it at once (``allen_cahn1d``'s x²cos πx has
+        slopes −2 and 2 at x = ∓1)."""
+        if not self.hard_terms:
+            return {}
+        lower, upper = self.domain.bounds()
+        out = {}
+        for c in self.conditions:
+            if not isinstance(c, Periodic):
+                continue
+            axis = c.axis_index
+            x = self.domain.sample_interior(64, "uniform", 12345).to(torch.float64)
+            ends = []
+            for edge in (lower[axis], upper[axis]):
+                xe = x.clone()
+                xe[:, axis] = float(edge)
+                xe.requires_grad_(True)
+                g = self.lift(xe)
+                slope = torch.autograd.grad(g.sum(), xe)[0][:, axis]
+                ends.append((g.detach(), slope))
+            (g0, s0), (g1, s1) = ends
+            out[c.axis] = (float((g0 - g1).abs().max()), float((s0 - s1).abs().max()))
+        return out
+
+    def _warn_periodic_lift(self) -> None:
+        """Warn when the lift breaks a periodic axis (:meth:`periodic_lift_jumps`): that bounds the error there."""
+        for axis, (value, slope) in self.periodic_lift_jumps().items():
+            if value > 1e-8 or slope > 1e-6:
+                log.warning(f"hard_constraints: on {self.name} the imposed initial value is not smooth across the periodic axis "
+                            f"{axis!r} (its values differ by {value:.3g} and its slopes by {slope:.3g} at the two ends); u = lift + "
+                            f"t·network keeps that kink at every t, which bounds the error near the ends; problem.hard_constraints=false "
+                            f"imposes the initial value as a loss term instead")
+
     def check_periodic_embedding(self, model: nn.Module) -> None:
         """The model's periodic input embedding must be exactly this problem's periodic axes (with
         ``exact_periodic``), with the domain's period; a ValueError naming the setting otherwise."""
@@ -244,6 +283,7 @@ class Problem(ABC):
         if not self.hard_terms:
             return model
         self._check_lift()
+        self._warn_periodic_lift()
         return HardConstraint(model, self.distance, self.lift)
 
     @abstractmethod

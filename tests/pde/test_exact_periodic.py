@@ -72,3 +72,23 @@ def test_trainer_checks_pass_through_the_wrapped_model_too():
     model = problem.constrain(net)
     Trainer(steps=1).check_model(model)
     assert problem.terms == ["pde"]
+
+
+def test_a_lift_with_a_kink_across_the_periodic_axis_is_measured_and_warned_about(caplog):
+    """allen_cahn1d's initial value x²cos(πx) is −1 at both x = ±1, but its slope 2x cos πx − πx² sin πx is 2 at
+    x = −1 and −2 at x = 1; convection1d's sin x is smooth across its period."""
+    from kanpde.problems.transport import Convection1D
+
+    value, slope = AllenCahn1D(hard_constraints=True, exact_periodic=True).periodic_lift_jumps()["x"]
+    assert value < 1e-12 and slope == pytest.approx(4.0, rel=1e-12)
+    value, slope = Convection1D(hard_constraints=True, exact_periodic=True).periodic_lift_jumps()["x"]
+    assert value < 1e-12 and slope < 1e-12
+    assert AllenCahn1D(exact_periodic=True).periodic_lift_jumps() == {}  # no lift without hard constraints
+    bounds = ([-1.0, 0.0], [1.0, 1.0])
+    with caplog.at_level("WARNING", logger="kanpde"):
+        Convection1D(hard_constraints=True, exact_periodic=True).constrain(
+            MLP([2, 4, 1], bounds=([0.0, 0.0], [6.283185307179586, 1.0]), embedding={"periodic": {0: 1}}))
+        assert not caplog.records
+        AllenCahn1D(hard_constraints=True, exact_periodic=True).constrain(MLP([2, 4, 1], bounds=bounds, embedding={"periodic": {0: 1}}))
+    [record] = caplog.records
+    assert "not smooth across the periodic axis 'x'" in record.getMessage() and "slopes by 4" in record.getMessage()
