@@ -123,7 +123,7 @@ QUICK: dict[str, list[str]] = {
     "helmholtz2d": ["trainer.steps=2000"],
     "diffusion1d": ["trainer.steps=2000"],
     "burgers1d": ["trainer.steps=1500", "problem.n_interior=4000"],
-    "allen_cahn1d": ["trainer.steps=1500", "trainer.adam_steps=500", "problem.n_interior=4000"],
+    "allen_cahn1d": ["trainer.steps=1500", "problem.n_interior=4000"],
     "wave1d": ["trainer.steps=1500", "trainer.adam_steps=500", "problem.n_interior=3000"],
     "klein_gordon1d": ["trainer.steps=1500", "trainer.adam_steps=500", "problem.n_interior=3000"],
     "convection1d": ["trainer.steps=300", "trainer.adam_steps=100"],
