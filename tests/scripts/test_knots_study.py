@@ -25,6 +25,9 @@ def test_every_variant_trains_the_same_recipe_to_the_same_parameter_count(study)
         assert len({_value(args, key) for args in runs.values()}) == 1, key
     assert _value(runs["uniform"], "model.grid") == "20" and _value(runs["uniform"], "seed") == "0"
     assert _value(study.overrides("burgers1d", "uniform", width, grid, steps, every, seed=3), "seed") == "3"
+    assert _value(runs["uniform"], "trainer.optimizer") == "adam_lbfgs"
+    assert _value(study.overrides("burgers1d", "move/curvature", width, grid, steps, every, optimizer="ssbroyden"),
+                  "trainer.optimizer") == "adam_ssbroyden"
     insert = runs["insert/residual"]
     # seven changes (at 250 .. 1750) of one knot per input: 13 -> 20, stopped by the uniform run's parameter count
     assert _value(insert, "model.grid") == "13" and _value(insert, "trainer.knots.insert") == "1"
