@@ -75,7 +75,6 @@ class LastEvaluation:
         self.loss: torch.Tensor | None = None
         self.terms: dict[str, torch.Tensor] = {}
         self.extra: object = None
-        self.hits = 0
 
     def store(self, opt: torch.optim.Optimizer, params: list[torch.Tensor], loss: torch.Tensor,
               terms: dict[str, torch.Tensor], extra: object = None) -> None:
@@ -91,7 +90,6 @@ class LastEvaluation:
             return False
         for p, g in zip(params, self.grads):
             p.grad = None if g is None else g.clone()
-        self.hits += 1
         return True
 
 
