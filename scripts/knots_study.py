@@ -116,7 +116,7 @@ def main(argv: list[str] | None = None) -> int:
         writer = csv.DictWriter(fh, fieldnames=list(rows[0]))
         writer.writeheader()
         writer.writerows(rows)
-    print(f"\nseed {args.seed}, KAN [{args.width}], G = {args.grid}, {args.steps} steps (Adam {args.steps // 4}, then L-BFGS), knots changed every {args.every}")
+    print(f"\nseed {args.seed}, KAN [{args.width}], G = {args.grid}, {args.steps} steps (Adam {args.steps // 4}, then {args.optimizer}), knots changed every {args.every}")
     print("| problem | variant | params | rel L2 | vs uniform | wall time |")
     print("|---|---|---|---|---|---|")
     for r in rows:
