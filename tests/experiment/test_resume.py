@@ -33,15 +33,21 @@ def start(out: Path, *extra: str) -> subprocess.Popen:
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env={**os.environ, "OMP_NUM_THREADS": "1"})
 
 
-def interrupt(out: Path, sig: int, after=None) -> subprocess.Popen:
-    """Start a run and send ``sig`` a little after ``after()`` turns true (default: its checkpoint exists);
-    returns the finished process, its output unread."""
+def checkpoint_step(out: Path) -> int:
+    """The step of the run's last checkpoint, -1 before the first (checkpoints are replaced atomically)."""
+    path = out / "checkpoint.pt"
+    return torch.load(path, weights_only=False)["step"] if path.exists() else -1
+
+
+def interrupt(out: Path, sig: int, at_step: int) -> subprocess.Popen:
+    """Start a run and send ``sig`` a random fraction of a second after its checkpoint reaches ``at_step``
+    (a step count rather than a time, so a fast machine cannot finish the run first); returns the finished
+    process, its output unread."""
     proc = start(out)
-    ready = after or (lambda: (out / "checkpoint.pt").exists())
     deadline = time.time() + 120
-    while not ready() and proc.poll() is None and time.time() < deadline:
+    while checkpoint_step(out) < at_step and proc.poll() is None and time.time() < deadline:
         time.sleep(0.02)
-    time.sleep(random.Random(sig).uniform(0.1, 0.6))
+    time.sleep(random.Random(sig).uniform(0.0, 0.2))
     proc.send_signal(sig)
     proc.wait(timeout=120)
     return proc
@@ -71,13 +77,14 @@ def reference(tmp_path_factory):
 
 @pytest.mark.slow
 def test_sigkill_then_sigterm_and_the_run_resumes_each_time_to_the_same_history(reference, tmp_path):
-    """SIGKILL a little after the first checkpoint: no results file, and the next run resumes. SIGTERM that
-    run a little after its first new checkpoint: it stops cleanly at a step boundary with status
+    """SIGKILL a little after step 10: no results file, and the next run resumes. SIGTERM that run a little
+    after step 40 (or its first new checkpoint): it stops cleanly at a step boundary with status
     ``interrupted`` and exit code 143. The third run resumes again and ends with the uninterrupted history."""
-    proc = interrupt(tmp_path, signal.SIGKILL)
+    proc = interrupt(tmp_path, signal.SIGKILL, at_step=10)
     assert proc.returncode == -signal.SIGKILL and not (tmp_path / "results.h5").exists()
-    killed_at = os.stat(tmp_path / "checkpoint.pt").st_mtime_ns
-    proc = interrupt(tmp_path, signal.SIGTERM, after=lambda: os.stat(tmp_path / "checkpoint.pt").st_mtime_ns != killed_at)
+    killed_at = checkpoint_step(tmp_path)
+    assert 10 <= killed_at < 100
+    proc = interrupt(tmp_path, signal.SIGTERM, at_step=max(killed_at + 1, 40))
     out, _ = proc.communicate()
     assert proc.returncode == 143 and "resuming from" in out
     attrs = read_results(tmp_path / "results.h5")["attrs"]
