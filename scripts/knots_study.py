@@ -46,22 +46,32 @@ def n_params(width: list[int], grid: int, k: int = 3) -> int:
     return sum(a * b for a, b in zip(width, width[1:])) * (grid + k + 2)
 
 
-def overrides(problem: str, variant: str, width: list[int], grid: int, steps: int, every: int, seed: int = 0,
-              optimizer: str = "lbfgs") -> list[str]:
-    """The ``python -m kanpde`` overrides of one run: Adam for a quarter of the steps, then ``optimizer``."""
-    changes = max(1, steps // every - 1)  # knot changes at every, 2·every, ... < steps
-    common = [f"problem={problem}", f"model.width=[{','.join(map(str, width))}]", "trainer.grid_extension.at=[]",
-              "trainer.grid_extension.grids=[]", f"trainer.optimizer=adam_{optimizer}", f"trainer.adam_steps={steps // 4}",
-              f"trainer.steps={steps}", "trainer.progress=false", "trainer.resume=auto", "plots=false", "threads=1", f"seed={seed}"]
+def overrides(problem: str, variant: str, width: list[int], grid: int, steps: int | None, every: int, seed: int = 0,
+              optimizer: str = "lbfgs", preset: bool = False, keep_curvature: bool = False, until: int | None = None,
+              extra: tuple[str, ...] = ()) -> list[str]:
+    """The ``python -m kanpde`` overrides of one run: Adam for a quarter of the steps, then ``optimizer``; or, with
+    ``preset``, the problem's ``<problem>_best`` preset (its width, optimiser, steps and techniques) at grid ``grid``
+    without grid extensions (``steps``, if given, replaces the preset's).  ``extra`` overrides go last."""
+    if preset:
+        common = [f"+experiment={problem}_best", *([f"trainer.steps={steps}"] if steps else [])]
+    else:
+        common = [f"problem={problem}", f"model.width=[{','.join(map(str, width))}]", f"trainer.optimizer=adam_{optimizer}",
+                  f"trainer.adam_steps={steps // 4}", f"trainer.steps={steps}"]
+    common += ["trainer.grid_extension.at=[]", "trainer.grid_extension.grids=[]", "trainer.progress=false",
+               "trainer.resume=auto", "plots=false", "threads=1", f"seed={seed}"]
     if variant == "uniform":
-        return [*common, f"model.grid={grid}"]
+        return [*common, f"model.grid={grid}", *extra]
     method, indicator = variant.split("/")
     knots = [f"trainer.knots.method={method}", f"trainer.knots.indicator={indicator}", f"trainer.knots.every={every}",
-             "trainer.knots.follow=false"]
+             "trainer.knots.follow=false", *(["trainer.knots.keep_curvature=true"] if keep_curvature else []),
+             *([f"trainer.knots.until={until}"] if until is not None else [])]
     if method == "insert":
+        if preset:
+            raise ValueError("insert/residual needs the run's step count and width, which --preset leaves to the preset")
+        changes = max(1, steps // every - 1)  # knot changes at every, 2·every, ... < steps
         return [*common, f"model.grid={grid - changes}", *knots, "trainer.knots.insert=1",
-                f"trainer.knots.budget={n_params(width, grid)}"]
-    return [*common, f"model.grid={grid}", *knots, "trainer.knots.insert=2"]
+                f"trainer.knots.budget={n_params(width, grid)}", *extra]
+    return [*common, f"model.grid={grid}", *knots, "trainer.knots.insert=2", *extra]
 
 
 def run(out: Path, problem: str, variant: str, args: argparse.Namespace) -> dict:
@@ -72,7 +82,8 @@ def run(out: Path, problem: str, variant: str, args: argparse.Namespace) -> dict
     done = results.exists() and read_results(results)["attrs"]["status"] == "ok"
     if not done:
         cmd = [sys.executable, "-m", "kanpde", *overrides(problem, variant, width, args.grid, args.steps, args.every, args.seed,
-                                                          args.optimizer),
+                                                          args.optimizer, args.preset, args.keep_curvature, args.until,
+                                                          tuple(args.extra)),
                f"hydra.run.dir={run_dir}"]
         run_dir.mkdir(parents=True, exist_ok=True)
         start = time.time()
@@ -92,21 +103,35 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--variants", nargs="+", default=list(VARIANTS), choices=VARIANTS)
     ap.add_argument("--width", default="2,10,1", help="KAN widths, inputs first (default 2,10,1: the problems' x, t or x, y)")
     ap.add_argument("--grid", type=int, default=20, help="final G of every variant (default 20)")
-    ap.add_argument("--steps", type=int, default=2000, help="optimiser steps (a quarter Adam, then --optimizer)")
+    ap.add_argument("--steps", type=int, default=None,
+                    help="optimiser steps (default 2000: a quarter Adam, then --optimizer; with --preset, the preset's)")
     ap.add_argument("--every", type=int, default=250, help="steps between knot changes")
     ap.add_argument("--optimizer", default="lbfgs", choices=("lbfgs", "bfgs", "ssbfgs", "ssbroyden"),
                     help="the second-order method after Adam (default lbfgs, as the documented study ran)")
     ap.add_argument("--quick", action="store_true", help="--steps 1000 --every 125 --grid 12")
+    ap.add_argument("--preset", action="store_true",
+                    help="train each problem's <problem>_best preset (its width, optimiser, steps, techniques) at G = --grid, "
+                         "without grid extensions; --width, --optimizer and the Adam quarter do not apply")
+    ap.add_argument("--keep-curvature", action="store_true",
+                    help="a dense quasi-Newton optimiser keeps its inverse Hessian through each knot change (trainer.knots.keep_curvature)")
+    ap.add_argument("--until", type=int, default=None, help="no knot change at or after this step (trainer.knots.until)")
+    ap.add_argument("extra", nargs="*", help="overrides for every run, after -- (e.g. -- model.width=[2,16,1])")
     ap.add_argument("--jobs", type=int, default=2, help="runs at a time, one thread each")
     ap.add_argument("--seed", type=int, default=0, help="seed of the points and the initial network (default 0)")
     ap.add_argument("--out", type=Path, default=None, help="directory (default multirun/knots_study/<time>)")
     args = ap.parse_args(argv)
     if args.quick:
         args.steps, args.every, args.grid = 1000, 125, 12
-    if args.every < 1 or args.steps <= args.every or args.jobs < 1:
+    if args.steps is None and not args.preset:
+        args.steps = 2000
+    if args.every < 1 or (args.steps is not None and args.steps <= args.every) or args.jobs < 1:
         ap.error("need --every >= 1, --steps > --every and --jobs >= 1")
-    if args.grid - max(1, args.steps // args.every - 1) < 1:
+    if args.preset and "insert/residual" in args.variants:
+        ap.error("--preset cannot run insert/residual (its budget needs the width and steps the preset holds); pick --variants")
+    if args.steps is not None and args.grid - max(1, args.steps // args.every - 1) < 1 and "insert/residual" in args.variants:
         ap.error(f"--grid {args.grid} is too small for {args.steps // args.every - 1} insertions of one knot")
+    if args.keep_curvature and not args.preset and args.optimizer == "lbfgs":
+        ap.error("--keep-curvature needs a dense quasi-Newton --optimizer (bfgs, ssbfgs, ssbroyden)")
     out = args.out or ROOT / "multirun" / "knots_study" / time.strftime("%Y-%m-%d_%H-%M-%S")
     jobs = [(p, v) for p in args.problems for v in args.variants]
     with ThreadPoolExecutor(args.jobs) as pool:
@@ -116,7 +141,12 @@ def main(argv: list[str] | None = None) -> int:
         writer = csv.DictWriter(fh, fieldnames=list(rows[0]))
         writer.writeheader()
         writer.writerows(rows)
-    print(f"\nseed {args.seed}, KAN [{args.width}], G = {args.grid}, {args.steps} steps (Adam {args.steps // 4}, then {args.optimizer}), knots changed every {args.every}")
+    if args.preset:
+        print(f"\nseed {args.seed}, each problem's _best preset at G = {args.grid}, {args.steps or 'its'} steps, knots changed every "
+              f"{args.every}{' keeping the curvature' if args.keep_curvature else ''}{' '.join([''] + args.extra)}")
+    else:
+        print(f"\nseed {args.seed}, KAN [{args.width}], G = {args.grid}, {args.steps} steps (Adam {args.steps // 4}, then "
+              f"{args.optimizer}), knots changed every {args.every}{' keeping the curvature' if args.keep_curvature else ''}")
     print("| problem | variant | params | rel L2 | vs uniform | wall time |")
     print("|---|---|---|---|---|---|")
     for r in rows:

@@ -26,10 +26,12 @@ class GridExtensionConfig:
     """KAN grid extension: at step ``at[i]`` a grid coarser than ``grids[i]`` becomes ``grids[i]``;
     steps at or past ``trainer.steps`` are skipped (with a note).  ``method``: ``refit`` (a uniform grid,
     least squares: exact inside the ranges for a multiple of the grid) or ``insert`` (free knots inserted:
-    exact on the whole line, so the loss does not move)."""
+    exact on the whole line, so the loss does not move).  ``keep_curvature``: a dense quasi-Newton optimiser
+    keeps its inverse Hessian through the extension, mapped like the coefficients, instead of starting afresh."""
     at: List[int] = field(default_factory=list)
     grids: List[int] = field(default_factory=list)
     method: str = "refit"
+    keep_curvature: bool = False
 
 
 @dataclass
@@ -38,7 +40,9 @@ class KnotsConfig:
     move | density) by ``indicator`` (residual | input | curvature).  ``insert``: knots added (or, for move,
     moved) per input each time, up to ``budget`` parameters (0: no limit); no change at or after step ``until``
     (None: to the end); ``follow``: hidden layers' knots first grow to cover their inputs, widened by
-    ``margin`` (this adds knots, so it is off by default); ``floor``: the uniform share of a density."""
+    ``margin`` (this adds knots, so it is off by default); ``floor``: the uniform share of a density;
+    ``keep_curvature``: a dense quasi-Newton optimiser keeps its inverse Hessian through each change, mapped
+    like the coefficients (H -> M H M^T), instead of starting afresh."""
     method: str = "none"
     indicator: str = "residual"
     every: int = 500
@@ -48,6 +52,7 @@ class KnotsConfig:
     follow: bool = False
     margin: float = 0.05
     floor: float = 0.2
+    keep_curvature: bool = False
 
 
 @dataclass
@@ -327,6 +332,17 @@ class TrainerConfig:
         kn.until = None if kn.until is None else checks.positive_int("trainer.knots.until", kn.until, minimum=0)
         if not isinstance(kn.follow, bool):
             raise ValueError(f"trainer.knots.follow must be true or false, got {kn.follow!r}")
+        for group, value in (("knots", kn.keep_curvature), ("grid_extension", ext.keep_curvature)):
+            self._check_keep_curvature(group, value, "are not a matrix to map through the change")
+
+    def _check_keep_curvature(self, group: str, value: object, why_not_lbfgs: str) -> None:
+        """``trainer.<group>.keep_curvature`` is a bool, and true only with a dense quasi-Newton optimiser."""
+        if not isinstance(value, bool):
+            raise ValueError(f"trainer.{group}.keep_curvature must be true or false, got {value!r}")
+        if value and self.second_order in (None, "lbfgs"):
+            raise ValueError(f"trainer.{group}.keep_curvature=true needs a dense quasi-Newton optimiser (bfgs, ssbfgs, "
+                             f"ssbroyden, or adam_ before one), got trainer.optimizer={self.optimizer}: L-BFGS's pairs "
+                             f"{why_not_lbfgs}")
 
     def _check_interpretation(self) -> None:
         reg = self.reg
@@ -371,12 +387,8 @@ class TrainerConfig:
         _in_group("sampler", lambda: (checks.one_of("adaptive", smp.adaptive, ("none", "rad")),
                                       checks.positive_int("period", smp.period), checks.number_in("k", smp.k, 0.0),
                                       checks.number_in("c", smp.c, 0.0), checks.positive_int("pool", smp.pool)))
-        if not isinstance(smp.keep_curvature, bool):
-            raise ValueError(f"trainer.sampler.keep_curvature must be true or false, got {smp.keep_curvature!r}")
-        if smp.keep_curvature and self.second_order in (None, "lbfgs"):
-            raise ValueError(f"trainer.sampler.keep_curvature=true needs a dense quasi-Newton optimiser (bfgs, ssbfgs, "
-                             f"ssbroyden, or adam_ before one), got trainer.optimizer={self.optimizer}: L-BFGS's pairs "
-                             f"span two steps and would mix the old points' gradients with the new")
+        self._check_keep_curvature("sampler", smp.keep_curvature, "span two steps and would mix the old points' "
+                                   "gradients with the new")
 
     def as_dict(self) -> dict[str, Any]:
         """The settings as plain nested dicts (what a config file would hold)."""

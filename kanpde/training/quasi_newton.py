@@ -97,6 +97,46 @@ def symmetrize_(H: torch.Tensor) -> None:
     H.copy_(0.5 * (H + H.T))
 
 
+def map_inverse_hessian(H: torch.Tensor, shapes: list[torch.Size], maps: list[torch.Tensor | None]) -> torch.Tensor:
+    """The inverse Hessian after a linear change of parameters c' = M c, as M H Mᵀ (+ γ on what M adds).
+
+    H: (n, n) over the flattened parameters of ``shapes``; ``maps[j]`` is None for a parameter that stays,
+    or P: (in, K', K) for KAN coefficients (in, K, out) whose axis 1 changes as P does (a knot change,
+    :meth:`kanpde.models.edge.EdgeLayer.change_map`).  If the loss in the new parameters is the old loss
+    at c = M⁺c' (exactly so for knot insertion, nearly so for a knot move's least-squares refit), its
+    Hessian is M⁺ᵀ B M⁺, whose inverse on the range of M is M H Mᵀ.  Directions M does not reach (the
+    coefficients of inserted knots beyond the old space) get γ = tr(H)/n, the mean curvature H holds,
+    as a fresh start would give them a scaled identity.  Returns (n', n')."""
+    sizes = [math.prod(shape) for shape in shapes]
+    if H.shape != (sum(sizes), sum(sizes)):
+        raise ValueError(f"H has shape {tuple(H.shape)}, the parameters {sum(sizes)} numbers")
+
+    def rows(X: torch.Tensor) -> torch.Tensor:  # M X, X: (n, m)
+        out = []
+        for block, shape, P in zip(torch.split(X, sizes), shapes, maps):
+            if P is None:
+                out.append(block)
+            else:
+                mapped = P.to(X.dtype) @ block.reshape(shape[0], shape[1], -1)  # (in, K', out * m)
+                out.append(mapped.reshape(-1, X.shape[1]))
+        return torch.cat(out)
+
+    new = rows(rows(H).T).T  # M (M H)ᵀ = M H Mᵀ, H symmetric
+    gamma = float(torch.diagonal(H).mean())
+    complements, offset = [], 0
+    for shape, P in zip(shapes, maps):
+        size = math.prod(shape) if P is None else P.shape[0] * P.shape[1] * shape[2]
+        if P is not None and P.shape[1] > P.shape[2]:  # (I - P P⁺) on each input's coefficients, for every output
+            C = torch.eye(P.shape[1], dtype=H.dtype, device=H.device) - P.to(H.dtype) @ torch.linalg.pinv(P.to(H.dtype))
+            eye_in = torch.eye(shape[0], dtype=H.dtype, device=H.device)
+            eye_out = torch.eye(shape[2], dtype=H.dtype, device=H.device)
+            complements.append((offset, torch.einsum("iab,ij,op->iaojbp", C, eye_in, eye_out).reshape(size, size)))
+        offset += size
+    for start, C in complements:
+        new[start:start + C.shape[0], start:start + C.shape[0]] += gamma * C
+    return new
+
+
 class QuasiNewton(torch.optim.Optimizer):
     """Dense quasi-Newton steps (``bfgs``, ``ssbfgs`` or ``ssbroyden``) with a strong-Wolfe line search.
 
@@ -165,6 +205,21 @@ class QuasiNewton(torch.optim.Optimizer):
         """The loss changed but not its operator (the PDE points were redrawn): keep H, whose curvature still
         holds, and forget the previous loss, which the line search would take as this objective's."""
         self.state[self._params[0]].pop("previous_loss", None)
+
+    def carry_curvature(self, old: "QuasiNewton", maps: list[torch.Tensor | None]) -> bool:
+        """Start from ``old``'s H mapped through a linear change of the parameters (:func:`map_inverse_hessian`;
+        ``maps[j]`` for ``old``'s parameter j) instead of afresh; its update count goes on, its previous loss
+        (another objective's) does not.  False, changing nothing, when ``old`` had no H yet."""
+        before = old.state[old._params[0]]
+        if before.get("H") is None:
+            return False
+        H = map_inverse_hessian(before["H"], [p.shape for p in old._params], maps)
+        n = sum(p.numel() for p in self._params)
+        if H.shape != (n, n):
+            raise ValueError(f"the mapped inverse Hessian has {H.shape[0]} rows, the parameters {n} numbers")
+        state = self.state[self._params[0]]
+        state["H"], state["updates"] = H, int(before.get("updates", 0))
+        return True
 
     def _flat(self, grads: bool) -> torch.Tensor:
         parts = []

@@ -37,6 +37,28 @@ def test_every_variant_trains_the_same_recipe_to_the_same_parameter_count(study)
         assert _value(runs[v], "trainer.knots.indicator") == v.split("/")[1]
 
 
+def test_preset_mode_trains_each_problems_best_preset_at_the_studys_grid(study):
+    """--preset: the problem's _best preset (width, optimiser, techniques) composes with the study's grid, no grid
+    extension, the knot settings and the extra overrides, which go last."""
+    from hydra import compose, initialize_config_dir
+
+    from kanpde.experiment.configs import config_dir
+
+    args = study.overrides("allen_cahn1d", "move/residual", [2, 10, 1], 5, None, 500, preset=True, keep_curvature=True,
+                           until=3000, extra=("model.width=[2,8,8,1]",))
+    assert args[0] == "+experiment=allen_cahn1d_best" and args[-1] == "model.width=[2,8,8,1]"
+    assert not any(a.startswith(("trainer.optimizer=", "trainer.steps=", "trainer.adam_steps=")) for a in args)
+    with initialize_config_dir(config_dir=str(config_dir()), version_base="1.3"):
+        cfg = compose("config", overrides=args)
+    assert cfg.model.grid == 5 and list(cfg.model.width) == [2, 8, 8, 1] and cfg.trainer.optimizer == "ssbroyden"
+    assert cfg.problem.exact_periodic and list(cfg.trainer.grid_extension.at) == []
+    assert cfg.trainer.knots.keep_curvature and cfg.trainer.knots.until == 3000 and cfg.trainer.knots.every == 500
+    uniform = study.overrides("allen_cahn1d", "uniform", [2, 10, 1], 5, 800, 500, preset=True)
+    assert "trainer.steps=800" in uniform and not any(a.startswith("trainer.knots") for a in uniform)
+    with pytest.raises(ValueError, match="insert/residual needs the run's step count and width"):
+        study.overrides("allen_cahn1d", "insert/residual", [2, 10, 1], 5, None, 500, preset=True)
+
+
 @pytest.mark.slow
 def test_a_small_study_writes_its_table(study, tmp_path, capsys):
     args = ["--problems", "poisson2d", "--variants", "uniform", "insert/residual", "--steps", "16",

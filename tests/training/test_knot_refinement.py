@@ -253,3 +253,64 @@ def test_a_scheduled_extension_below_the_grid_knots_reached_is_skipped(f64, pois
     grids = result.history["grid"]
     assert grids[3] == 9 and grids[-1] == 9 and all(b >= a for a, b in zip(grids, grids[1:]))
     assert model.free_knots and (probe.after[5] - probe.before[5]).abs().max() == 0
+
+
+@pytest.mark.parametrize("keep", [True, False])
+def test_a_knot_insertion_carries_the_quasi_newton_curvature_only_when_asked(f64, poisson, keep):
+    """With ``trainer.knots.keep_curvature`` the optimiser after an exact insertion starts from the old H mapped
+    through the insertion (M H Mᵀ, map_inverse_hessian), M recovered here from the knots alone (Boehm's insertion
+    is the exact change of basis), and its update count goes on; without it, a fresh start."""
+    from kanpde.models.knots import knot_basis
+    from kanpde.training.quasi_newton import map_inverse_hessian
+
+    class Watch(Callback):
+        def __init__(self):
+            self.seen = {}
+
+        def _grab(self, state, when):
+            opt = state.optimizer
+            st = opt.state[opt.param_groups[0]["params"][0]]
+            self.seen[(state.step, when)] = (None if st.get("H") is None else st["H"].clone(), st.get("updates"),
+                                             [layer.knot_vector().clone() for layer in state.model.layers],
+                                             [p.shape for p in opt.param_groups[0]["params"]], opt)
+
+        def on_step_start(self, state):
+            self._grab(state, "start")
+
+        def on_step_end(self, state):
+            self._grab(state, "end")
+
+    model, points = setup_kan(poisson, [1, 3, 1])
+    watch = Watch()
+    Trainer(steps=6, optimizer="ssbroyden", progress=False, device="cpu", callbacks=[watch],
+            knots={"method": "insert", "every": 4, "insert": 2, "follow": False, "keep_curvature": keep}).fit(poisson, model, points)
+    H0, n0, knots0, shapes0, opt0 = watch.seen[(3, "end")]
+    H1, n1, knots1, _, opt1 = watch.seen[(4, "start")]
+    assert opt1 is not opt0 and knots1[0].shape[1] == knots0[0].shape[1] + 2 and H0 is not None and n0 >= 3
+    if not keep:
+        assert H1 is None
+        return
+    z = torch.linspace(-3, 3, 801, dtype=torch.float64).unsqueeze(1)
+    maps = []
+    for old, new in zip(knots0, knots1):
+        Bo, Bn = knot_basis(z.expand(-1, old.shape[0]), old, 3), knot_basis(z.expand(-1, new.shape[0]), new, 3)
+        P = torch.stack([torch.linalg.lstsq(Bn[:, i], Bo[:, i]).solution for i in range(old.shape[0])])
+        torch.testing.assert_close(torch.einsum("bim,ima->bia", Bn, P), Bo, rtol=0, atol=1e-12)  # exact insertion
+        maps.append(P)
+    coef_positions = [i for i, s in enumerate(shapes0) if len(s) == 3]  # the layers' coefficients (in, K, out), in order
+    assert len(coef_positions) == len(maps)
+    per_param = [None] * len(shapes0)
+    for position, P in zip(coef_positions, maps):
+        per_param[position] = P
+    expected = map_inverse_hessian(H0, shapes0, per_param)
+    torch.testing.assert_close(H1, expected, rtol=1e-9, atol=1e-12)
+    assert n1 == n0
+
+
+def test_keep_curvature_through_knot_changes_needs_a_dense_quasi_newton_method():
+    with pytest.raises(ValueError, match=r"trainer.knots.keep_curvature=true needs a dense quasi-Newton optimiser .* got trainer.optimizer=adam_lbfgs"):
+        Trainer(optimizer="adam_lbfgs", adam_steps=2, steps=4, knots={"method": "move", "keep_curvature": True})
+    with pytest.raises(ValueError, match=r"trainer.grid_extension.keep_curvature=true needs a dense quasi-Newton optimiser .* got trainer.optimizer=adam"):
+        Trainer(optimizer="adam", steps=4, grid_extension={"at": [2], "grids": [10], "keep_curvature": True})
+    with pytest.raises(ValueError, match="trainer.knots.keep_curvature must be true or false"):
+        Trainer(optimizer="ssbroyden", knots={"method": "move", "keep_curvature": "yes"})

@@ -10,7 +10,7 @@ import torch
 from kanpde import KAN, MLP, Trainer
 from kanpde.training.callbacks.base import Callback
 from kanpde.problems.poisson import Poisson1D
-from kanpde.training.quasi_newton import METHODS, QuasiNewton, scaling, symmetrize_, update_inverse_hessian
+from kanpde.training.quasi_newton import METHODS, QuasiNewton, map_inverse_hessian, scaling, symmetrize_, update_inverse_hessian
 
 
 def _spd(n, seed):
@@ -35,6 +35,54 @@ def test_every_update_meets_the_secant_condition_and_stays_positive_definite(met
         torch.testing.assert_close(H, H.T, rtol=0, atol=1e-14 * float(H.abs().max()))  # symmetric to round-off
     symmetrize_(H)
     torch.testing.assert_close(H, H.T, rtol=0, atol=0)
+
+
+def _dense_map(shapes, maps):
+    """The flat matrix M of a parameter change, built entry by entry: identity blocks, and for KAN
+    coefficients (in, K, out) the entries M[(i, a, o), (i, b, o)] = P[i, a, b]."""
+    blocks = []
+    for shape, P in zip(shapes, maps):
+        n = math.prod(shape)
+        if P is None:
+            blocks.append(torch.eye(n, dtype=torch.float64))
+            continue
+        n_in, K, n_out = shape
+        M = torch.zeros(n_in * P.shape[1] * n_out, n, dtype=torch.float64)
+        for i in range(n_in):
+            for a in range(P.shape[1]):
+                for b in range(K):
+                    for o in range(n_out):
+                        M[(i * P.shape[1] + a) * n_out + o, (i * K + b) * n_out + o] = P[i, a, b]
+        blocks.append(M)
+    return torch.block_diag(*blocks)
+
+
+@pytest.mark.parametrize("added", [0, 3])
+def test_a_mapped_inverse_hessian_meets_the_secant_condition_in_the_new_coordinates(added):
+    """Parameters c' = M c (a knot move: P square; an insertion: P taller than wide). A secant pair (s, y) of H
+    becomes (M s, M⁺ᵀ y), since the loss in c' is the old loss at M⁺c' and its gradient M⁺ᵀ g; the mapped H must
+    meet it, be M H Mᵀ (checked against a dense M), and stay symmetric positive definite."""
+    shapes = [torch.Size([3]), torch.Size([2, 5, 3]), torch.Size([4])]
+    g = torch.Generator().manual_seed(7)
+    P = torch.randn(2, 5 + added, 5, generator=g, dtype=torch.float64) + 2 * torch.eye(5 + added, 5, dtype=torch.float64)
+    maps = [None, P, None]
+    H, _ = _spd(sum(math.prod(s) for s in shapes), 3)
+    new = map_inverse_hessian(H, shapes, maps)
+    M = _dense_map(shapes, maps)
+    y = torch.randn(H.shape[0], generator=g, dtype=torch.float64)
+    torch.testing.assert_close(new @ (torch.linalg.pinv(M).T @ y), M @ (H @ y), rtol=1e-10, atol=1e-10)
+    if added == 0:
+        torch.testing.assert_close(new, M @ H @ M.T, rtol=1e-12, atol=1e-12)
+    else:  # on the range of M it is M H Mᵀ; beyond it, the mean curvature tr(H)/n
+        Pi = M @ torch.linalg.pinv(M)
+        torch.testing.assert_close(Pi @ new @ Pi, M @ H @ M.T, rtol=1e-10, atol=1e-10)
+        complement = torch.eye(M.shape[0], dtype=torch.float64) - Pi
+        torch.testing.assert_close(complement @ new @ complement, complement * H.diagonal().mean(), rtol=1e-10, atol=1e-10)
+    torch.testing.assert_close(new, new.T, rtol=1e-12, atol=1e-12)
+    assert torch.linalg.eigvalsh(new).min() > 0
+    assert torch.equal(map_inverse_hessian(H, shapes, [None, None, None]), H)
+    with pytest.raises(ValueError, match="H has shape"):
+        map_inverse_hessian(H[:-1, :-1], shapes, maps)
 
 
 @pytest.mark.parametrize("method", METHODS)

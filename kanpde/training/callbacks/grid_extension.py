@@ -13,6 +13,7 @@ from torch import nn
 from kanpde.models.protocols import GridModel
 from kanpde.training.callbacks.base import Callback
 from kanpde.training.config import TrainerConfig
+from kanpde.training.quasi_newton import QuasiNewton
 from kanpde.training.state import TrainState
 
 log = logging.getLogger("kanpde")
@@ -87,9 +88,14 @@ def project_adam_state(state: dict, P: torch.Tensor, dim: int = 1) -> dict:
     return new
 
 
+def layer_maps(model: GridModel, changes: list[Callable]) -> list[tuple[torch.Tensor, torch.Tensor]]:
+    """Per KAN layer, its coefficients and the linear map (in, K', K) its change applies to them (taken before changing)."""
+    return [(layer.coef, layer.change_map(change)) for layer, change in zip(model.layers, changes)]
+
+
 def adam_moments(opt: torch.optim.Optimizer, model: GridModel, changes: list[Callable]) -> tuple[dict, list]:
     """Every parameter's Adam state and the linear map of each KAN layer's change (taken before changing)."""
-    return dict(opt.state), [(layer.coef, layer.change_map(change)) for layer, change in zip(model.layers, changes)]
+    return dict(opt.state), layer_maps(model, changes)
 
 
 def restore_moments(opt: torch.optim.Optimizer, model: GridModel, states: dict, maps: list) -> None:
@@ -103,18 +109,25 @@ def restore_moments(opt: torch.optim.Optimizer, model: GridModel, states: dict, 
             opt.state[layer.coef] = project_adam_state(states[old_coef], P, dim=1)
 
 
-def change_layers(state: TrainState, changes: list[Callable], carry: bool) -> None:
-    """Apply ``changes[l]`` to layer l of the KAN (each linear in the layer's coefficients), give training a
-    fresh optimiser and, with ``carry`` and Adam, Adam's moments mapped like the coefficients."""
-    model = state.model
-    carry = carry and isinstance(state.optimizer, torch.optim.Adam)
-    carried = adam_moments(state.optimizer, model, changes) if carry else None
+def change_layers(state: TrainState, changes: list[Callable], carry: bool, keep_curvature: bool = False) -> None:
+    """Apply ``changes[l]`` to layer l of the KAN (each linear in the layer's coefficients) and give training a
+    fresh optimiser; with ``carry`` and Adam, Adam's moments mapped like the coefficients; with
+    ``keep_curvature`` and a dense quasi-Newton optimiser, its inverse Hessian mapped likewise
+    (:meth:`QuasiNewton.carry_curvature`)."""
+    model, old = state.model, state.optimizer
+    carry = carry and isinstance(old, torch.optim.Adam)
+    keep_curvature = keep_curvature and isinstance(old, QuasiNewton)
+    maps = layer_maps(model, changes) if carry or keep_curvature else []
+    carried = dict(old.state) if carry else None
     with torch.no_grad():
         for layer, change in zip(model.layers, changes):
             change(layer)
     state.model_changed()
     if carried is not None and isinstance(state.optimizer, torch.optim.Adam):
-        restore_moments(state.optimizer, model, *carried)
+        restore_moments(state.optimizer, model, carried, maps)
+    if keep_curvature and isinstance(state.optimizer, QuasiNewton):
+        by_param = {id(coef): P for coef, P in maps}
+        state.optimizer.carry_curvature(old, [by_param.get(id(p)) for p in old.param_groups[0]["params"]])
 
 
 def extensions(config: TrainerConfig, model: nn.Module) -> dict[int, int]:
@@ -208,7 +221,8 @@ class GridExtension(Callback):
         state.end_stage()
         if self.config.grid_update == "extension":
             model.update_grid(state.points["pde"]["x"], extremes=extremes_of(state))
-        change_layers(state, self.changes(state, grid), carry=self.config.extension_state == "carry")
+        change_layers(state, self.changes(state, grid), carry=self.config.extension_state == "carry",
+                      keep_curvature=self.config.grid_extension.keep_curvature)
 
 
 def extremes_of(state: TrainState):

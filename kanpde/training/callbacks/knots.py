@@ -150,7 +150,8 @@ class KnotRefinement(Callback):
         if change is None:
             return
         state.end_stage()
-        change_layers(state, change, carry=True)  # Adam's moments follow the coefficients through the knot change
+        # Adam's moments (and, if asked, a quasi-Newton H) follow the coefficients through the knot change
+        change_layers(state, change, carry=True, keep_curvature=self.config.keep_curvature)
         log.info("step %d: knots %s by the %s indicator: G = %d, %d parameters", step, self.config.method,
                  self.config.indicator, model.grid, model.n_params())
 
