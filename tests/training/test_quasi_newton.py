@@ -309,25 +309,45 @@ class _CountEvaluations(Callback):
         return squares
 
 
+def _runs_with_and_without_reuse(make_model, **settings):
+    """(history, parameters, evaluations) of the same run with reuse possible (False) and turned off (True)."""
+    runs = {}
+    for changes in (False, True):
+        problem = Poisson1D(n_interior=50)
+        torch.manual_seed(0)
+        model = make_model()
+        counter = _CountEvaluations(changes)
+        result = Trainer(steps=40, progress=False, log_every=1, callbacks=[counter], **settings).fit(
+            problem, model, problem.sample_points(0))
+        runs[changes] = ({k: v for k, v in result.history.items() if k != "time_s"},
+                         [p.detach().clone() for p in model.parameters()], counter.evaluations)
+    return runs[False], runs[True]
+
+
 @pytest.mark.parametrize("optimizer", ["ssbroyden", "lbfgs"])
 def test_a_step_reuses_the_last_evaluation_only_while_the_objective_stays_the_same(f64, optimizer):
     """Each second-order step starts where the last line search ended; with only passive callbacks that point is
     not evaluated again, and the run is bit-for-bit the run that evaluates it again (a callback that may change
     the objective turns reuse off)."""
-    runs = {}
-    for changes in (False, True):
-        problem = Poisson1D(n_interior=50)
-        torch.manual_seed(0)
-        model = MLP([1, 8, 8, 1], bounds=([-1.0], [1.0]))
-        counter = _CountEvaluations(changes)
-        result = Trainer(optimizer=optimizer, steps=40, progress=False, log_every=1, callbacks=[counter]).fit(
-            problem, model, problem.sample_points(0))
-        runs[changes] = (result.history, [p.detach().clone() for p in model.parameters()], counter.evaluations)
-    (h_reuse, p_reuse, n_reuse), (h_fresh, p_fresh, n_fresh) = runs[False], runs[True]
-    assert {k: v for k, v in h_reuse.items() if k != "time_s"} == {k: v for k, v in h_fresh.items() if k != "time_s"}
+    (h_reuse, p_reuse, n_reuse), (h_fresh, p_fresh, n_fresh) = _runs_with_and_without_reuse(
+        lambda: MLP([1, 8, 8, 1], bounds=([-1.0], [1.0])), optimizer=optimizer)
+    assert h_reuse == h_fresh
     for a, b in zip(p_reuse, p_fresh):
         torch.testing.assert_close(a, b, rtol=0, atol=0)
     assert n_fresh - n_reuse >= 35  # one evaluation fewer in (nearly) every step after the first
+
+
+@pytest.mark.parametrize("keep", [True, False])
+def test_knot_changes_keep_reuse_because_each_change_starts_another_optimiser(f64, keep):
+    """Knot moves change the objective only together with the optimiser (the evaluation kept belongs to the old
+    one), so a run with knot changes may reuse evaluations between them and stays bit-for-bit the same."""
+    (h_reuse, p_reuse, n_reuse), (h_fresh, p_fresh, n_fresh) = _runs_with_and_without_reuse(
+        lambda: KAN([1, 4, 1], grid=6), optimizer="ssbroyden", grid_extension={"at": [], "grids": []},
+        knots={"method": "move", "every": 10, "keep_curvature": keep})
+    assert h_reuse == h_fresh and len(set(h_reuse["grid"])) == 1 and len(h_reuse["loss"]) == 40
+    for a, b in zip(p_reuse, p_fresh):
+        torch.testing.assert_close(a, b, rtol=0, atol=0)
+    assert n_fresh - n_reuse >= 30  # every step but the first and the three after a change
 
 
 def test_reuse_is_off_with_residual_attention(f64):

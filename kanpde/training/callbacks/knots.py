@@ -122,6 +122,7 @@ class KnotRefinement(Callback):
     """Changes the knots every ``config.every`` steps (not at step 0) by ``config.method`` (see the module)."""
 
     columns = ("knot_indicator",)
+    changes_objective = False  # a change comes with another optimiser, for which no evaluation is kept
 
     def __init__(self, config: KnotsConfig, steps: int) -> None:
         self.config, self.steps = config, steps
