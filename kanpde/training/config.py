@@ -40,7 +40,8 @@ class KnotsConfig:
     move | density) by ``indicator`` (residual | input | curvature).  ``insert``: knots added (or, for move,
     moved) per input each time, up to ``budget`` parameters (0: no limit); no change at or after step ``until``
     (None: to the end); ``follow``: hidden layers' knots first grow to cover their inputs, widened by
-    ``margin`` (this adds knots, so it is off by default); ``floor``: the uniform share of a density;
+    ``margin`` (this adds knots, so it is off by default); ``floor``: the uniform share of a density; ``relax``:
+    the fraction of the way to a density's knots that each change moves them (1: all the way);
     ``keep_curvature``: a dense quasi-Newton optimiser keeps its inverse Hessian through each change, mapped
     like the coefficients (H -> M H M^T), instead of starting afresh."""
     method: str = "none"
@@ -52,6 +53,7 @@ class KnotsConfig:
     follow: bool = False
     margin: float = 0.05
     floor: float = 0.2
+    relax: float = 1.0
     keep_curvature: bool = False
 
 
@@ -328,7 +330,8 @@ class TrainerConfig:
                                     checks.positive_int("every", kn.every), checks.positive_int("insert", kn.insert),
                                     checks.positive_int("budget", kn.budget, minimum=0),
                                     checks.number_in("margin", kn.margin, 0.0),
-                                    checks.number_in("floor", kn.floor, 0.0, 1.0)))
+                                    checks.number_in("floor", kn.floor, 0.0, 1.0),
+                                    checks.number_in("relax", kn.relax, 0.0, 1.0, low_open=True)))
         kn.until = None if kn.until is None else checks.positive_int("trainer.knots.until", kn.until, minimum=0)
         if not isinstance(kn.follow, bool):
             raise ValueError(f"trainer.knots.follow must be true or false, got {kn.follow!r}")

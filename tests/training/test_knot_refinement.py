@@ -113,6 +113,11 @@ def test_density_knots_are_quantiles_of_the_indicator():
     mixed = density_knots(eta, knots, 3, 0.5)  # half uniform: cdf(x) = 0.5 x + 0.5 min(4x, 1)
     assert mixed[4] == pytest.approx(0.1) and mixed[6] == pytest.approx(0.5)
     assert torch.equal(mixed[:4], knots[:4]) and torch.equal(mixed[-4:], knots[-4:])
+    half = density_knots(eta, knots, 3, 0.0, relax=0.5)  # half of the way from 1/4, 2/4, 3/4 to 1/16, 2/16, 3/16
+    assert torch.allclose(half[4:7], torch.tensor([5, 10, 15], dtype=torch.float64) / 32)
+    assert torch.equal(half[:4], knots[:4]) and bool((half.diff() > 0).all())
+    with pytest.raises(ValueError, match=r"trainer.knots.relax must be a finite number in \(0, 1\], got 0"):
+        Trainer(knots={"method": "density", "relax": 0})
 
 
 @pytest.mark.parametrize("method", ["insert", "move", "density"])

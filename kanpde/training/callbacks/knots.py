@@ -15,7 +15,7 @@ Methods:
                the indicator of their two cells is smallest; the parameter count stays the same.
                The removal is a least-squares refit, so the function changes a little.
   ``density``  the interior knots move to the quantiles of the indicator's density (mixed with a
-               uniform one, ``floor``), the count unchanged; a least-squares refit.
+               uniform one, ``floor``), or ``relax`` of the way there, the count unchanged; a least-squares refit.
 With ``follow``, before each change the hidden layers' knots grow to cover the inputs they see, exactly.
 Every input of every layer gets the same number of knots, so a layer's G stays one number.
 """
@@ -99,9 +99,11 @@ def removed_by(eta: torch.Tensor, knots: torch.Tensor, count: int, k: int) -> to
     return knots[keep]
 
 
-def density_knots(eta: torch.Tensor, knots: torch.Tensor, k: int, floor: float) -> torch.Tensor:
-    """One input's knots (n,) with the interior knots moved to the quantiles of the density eta_c / width_c
-    over the interior cells (mixed with the uniform density, weight ``floor``); ends and paddings stay."""
+def density_knots(eta: torch.Tensor, knots: torch.Tensor, k: int, floor: float, relax: float = 1.0) -> torch.Tensor:
+    """One input's knots (n,) with the interior knots moved ``relax`` of the way (1: all of it) to the quantiles of
+    the density eta_c / width_c over the interior cells (mixed with the uniform density, weight ``floor``); ends
+    and paddings stay.  A partial move changes the function less at each change (a moving mesh's relaxation);
+    it keeps the knots increasing, being a convex combination of two increasing sequences."""
     n = knots.shape[0]
     t = knots[k : n - k]  # the interior's knots
     width = t.diff()
@@ -115,6 +117,7 @@ def density_knots(eta: torch.Tensor, knots: torch.Tensor, k: int, floor: float) 
     q = torch.arange(1, G, dtype=knots.dtype, device=knots.device) / G
     c = (torch.searchsorted(cdf, q, right=True) - 1).clamp(0, G - 1)
     inner = t[c] + (q - cdf[c]) / mass[c] * width[c]
+    inner = t[1:-1] + relax * (inner - t[1:-1])
     return torch.cat([knots[: k + 1], inner, knots[n - 1 - k :]])
 
 
@@ -198,7 +201,7 @@ class KnotRefinement(Callback):
             return [lambda layer, t=t, u=u: (layer.refine_to(t), layer.move_knots(u)) for t, u in zip(refined, kept)]
         eta = self.indicators(probe, x, weight, shards)
         self.last = float(eta[0].sum())
-        moved = [torch.stack([density_knots(e[i], layer.knots[i], k, cfg.floor) for i in range(layer.in_features)])
+        moved = [torch.stack([density_knots(e[i], layer.knots[i], k, cfg.floor, cfg.relax) for i in range(layer.in_features)])
                  for layer, e in zip(probe.layers, eta)]
         return [lambda layer, t=t, u=u: (layer.refine_to(t), layer.move_knots(u)) for t, u in zip(covered, moved)]
 
