@@ -319,3 +319,27 @@ def test_keep_curvature_through_knot_changes_needs_a_dense_quasi_newton_method()
         Trainer(optimizer="adam", steps=4, grid_extension={"at": [2], "grids": [10], "keep_curvature": True})
     with pytest.raises(ValueError, match="trainer.knots.keep_curvature must be true or false"):
         Trainer(optimizer="ssbroyden", knots={"method": "move", "keep_curvature": "yes"})
+
+
+@pytest.mark.parametrize("keep", [True, False])
+def test_a_grid_extension_keeps_the_quasi_newton_curvature_only_when_asked(f64, poisson, keep):
+    """``trainer.grid_extension.keep_curvature``: the optimiser after the extension starts from the old H mapped
+    into the finer grid's parameters (n' x n'), not afresh; the insertion keeps the function, so the loss does not jump."""
+    class Watch(Callback):
+        def __init__(self):
+            self.H = {}
+
+        def on_step_start(self, state):
+            opt = state.optimizer
+            self.H[state.step] = opt.state[opt.param_groups[0]["params"][0]].get("H")
+
+    model, points = setup_kan(poisson, [1, 3, 1])
+    watch = Watch()
+    result = Trainer(steps=6, optimizer="ssbroyden", progress=False, device="cpu", callbacks=[watch], log_every=1,
+                     grid_extension={"at": [4], "grids": [10], "method": "insert", "keep_curvature": keep}).fit(poisson, model, points)
+    n_after = sum(p.numel() for p in model.parameters())
+    assert result.history["grid"][-1] == 10 and watch.H[3] is not None and watch.H[3].shape[0] < n_after
+    if keep:
+        assert watch.H[4].shape == (n_after, n_after)
+    else:
+        assert watch.H[4] is None
