@@ -48,10 +48,11 @@ def n_params(width: list[int], grid: int, k: int = 3) -> int:
 
 def overrides(problem: str, variant: str, width: list[int], grid: int, steps: int | None, every: int, seed: int = 0,
               optimizer: str = "lbfgs", preset: bool = False, keep_curvature: bool = False, until: int | None = None,
-              extra: tuple[str, ...] = ()) -> list[str]:
+              extra: tuple[str, ...] = (), relax: float = 1.0) -> list[str]:
     """The ``python -m kanpde`` overrides of one run: Adam for a quarter of the steps, then ``optimizer``; or, with
     ``preset``, the problem's ``<problem>_best`` preset (its width, optimiser, steps and techniques) at grid ``grid``
-    without grid extensions (``steps``, if given, replaces the preset's).  ``extra`` overrides go last."""
+    without grid extensions (``steps``, if given, replaces the preset's).  ``relax``: the share of the way a density
+    change moves the knots.  ``extra`` overrides go last."""
     if preset:
         common = [f"+experiment={problem}_best", *([f"trainer.steps={steps}"] if steps else [])]
     else:
@@ -64,7 +65,8 @@ def overrides(problem: str, variant: str, width: list[int], grid: int, steps: in
     method, indicator = variant.split("/")
     knots = [f"trainer.knots.method={method}", f"trainer.knots.indicator={indicator}", f"trainer.knots.every={every}",
              "trainer.knots.follow=false", *(["trainer.knots.keep_curvature=true"] if keep_curvature else []),
-             *([f"trainer.knots.until={until}"] if until is not None else [])]
+             *([f"trainer.knots.until={until}"] if until is not None else []),
+             *([f"trainer.knots.relax={relax}"] if method == "density" and relax != 1.0 else [])]
     if method == "insert":
         if preset:
             raise ValueError("insert/residual needs the run's step count and width, which --preset leaves to the preset")
@@ -83,7 +85,7 @@ def run(out: Path, problem: str, variant: str, args: argparse.Namespace) -> dict
     if not done:
         cmd = [sys.executable, "-m", "kanpde", *overrides(problem, variant, width, args.grid, args.steps, args.every, args.seed,
                                                           args.optimizer, args.preset, args.keep_curvature, args.until,
-                                                          tuple(args.extra)),
+                                                          tuple(args.extra), args.relax),
                f"hydra.run.dir={run_dir}"]
         run_dir.mkdir(parents=True, exist_ok=True)
         start = time.time()
@@ -115,6 +117,8 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--keep-curvature", action="store_true",
                     help="a dense quasi-Newton optimiser keeps its inverse Hessian through each knot change (trainer.knots.keep_curvature)")
     ap.add_argument("--until", type=int, default=None, help="no knot change at or after this step (trainer.knots.until)")
+    ap.add_argument("--relax", type=float, default=1.0,
+                    help="density variants move the knots this share of the way each change (trainer.knots.relax; default 1)")
     ap.add_argument("extra", nargs="*", help="overrides for every run, after -- (e.g. -- model.width=[2,16,1])")
     ap.add_argument("--jobs", type=int, default=2, help="runs at a time, one thread each")
     ap.add_argument("--seed", type=int, default=0, help="seed of the points and the initial network (default 0)")
@@ -143,7 +147,8 @@ def main(argv: list[str] | None = None) -> int:
         writer.writerows(rows)
     if args.preset:
         print(f"\nseed {args.seed}, each problem's _best preset at G = {args.grid}, {args.steps or 'its'} steps, knots changed every "
-              f"{args.every}{' keeping the curvature' if args.keep_curvature else ''}{' '.join([''] + args.extra)}")
+              f"{args.every}{' keeping the curvature' if args.keep_curvature else ''}, relax {args.relax}"
+              f"{' '.join([''] + args.extra)}")
     else:
         print(f"\nseed {args.seed}, KAN [{args.width}], G = {args.grid}, {args.steps} steps (Adam {args.steps // 4}, then "
               f"{args.optimizer}), knots changed every {args.every}{' keeping the curvature' if args.keep_curvature else ''}")

@@ -53,6 +53,8 @@ def test_preset_mode_trains_each_problems_best_preset_at_the_studys_grid(study):
     assert cfg.model.grid == 5 and list(cfg.model.width) == [2, 8, 8, 1] and cfg.trainer.optimizer == "ssbroyden"
     assert cfg.problem.exact_periodic and list(cfg.trainer.grid_extension.at) == []
     assert cfg.trainer.knots.keep_curvature and cfg.trainer.knots.until == 3000 and cfg.trainer.knots.every == 500
+    density = study.overrides("allen_cahn1d", "density/input", [2, 10, 1], 5, None, 500, preset=True, relax=0.25)
+    assert "trainer.knots.relax=0.25" in density and not any("relax" in a for a in args)  # only density moves relax
     uniform = study.overrides("allen_cahn1d", "uniform", [2, 10, 1], 5, 800, 500, preset=True)
     assert "trainer.steps=800" in uniform and not any(a.startswith("trainer.knots") for a in uniform)
     with pytest.raises(ValueError, match="insert/residual needs the run's step count and width"):
