@@ -130,6 +130,8 @@ def main(argv: list[str] | None = None) -> int:
         args.steps = 2000
     if args.every < 1 or (args.steps is not None and args.steps <= args.every) or args.jobs < 1:
         ap.error("need --every >= 1, --steps > --every and --jobs >= 1")
+    if not 0 < args.relax <= 1:
+        ap.error(f"--relax must be in (0, 1], got {args.relax}")
     if args.preset and "insert/residual" in args.variants:
         ap.error("--preset cannot run insert/residual (its budget needs the width and steps the preset holds); pick --variants")
     if args.steps is not None and args.grid - max(1, args.steps // args.every - 1) < 1 and "insert/residual" in args.variants:
