@@ -1,21 +1,10 @@
-"""Finding the KAN inside a model (a hard-constraint wrapper holds it as ``net``)."""
+"""Finding the KAN inside a model for interpretation (:func:`kanpde.models.kan.kan_of`, with the error a setting needs)."""
 from __future__ import annotations
 
 from torch import nn
 
-from kanpde.models.kan import KAN
+from kanpde.models.kan import KAN, kan_of
 from kanpde.pde.constraints import HardConstraint
-
-
-def kan_of(model: nn.Module) -> KAN:
-    """The KAN ``model`` is or wraps; a TypeError naming the model otherwise (an MLP has no edges to read)."""
-    seen = model
-    while not isinstance(seen, KAN):
-        inner = seen._modules.get("net") if isinstance(seen, nn.Module) else None
-        if inner is None:
-            raise TypeError(f"interpretation needs a KAN; got {type(model).__name__}")
-        seen = inner
-    return seen
 
 
 def require_kan(model: nn.Module, setting: str) -> KAN:

@@ -681,3 +681,15 @@ class KAN(nn.Module):
         return {"width": list(self.width), "grid": self.grid, "k": self.k, "bounds": (lower, upper),
                 "grid_range": self.grid_range, "init_scale": self.init_scale, "basis": self.basis,
                 "embedding": self.embedding.spec()}
+
+
+def kan_of(model: nn.Module, purpose: str = "interpretation") -> KAN:
+    """The KAN ``model`` is or wraps (a hard-constraint wrapper holds its network as ``net``); a TypeError naming
+    the model and ``purpose`` otherwise (an MLP has no edges to read)."""
+    seen = model
+    while not isinstance(seen, KAN):
+        inner = seen._modules.get("net") if isinstance(seen, nn.Module) else None
+        if inner is None:
+            raise TypeError(f"{purpose} needs a KAN; got {type(model).__name__}")
+        seen = inner
+    return seen

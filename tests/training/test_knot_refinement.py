@@ -343,3 +343,23 @@ def test_a_grid_extension_keeps_the_quasi_newton_curvature_only_when_asked(f64, 
         assert watch.H[4].shape == (n_after, n_after)
     else:
         assert watch.H[4] is None
+
+
+def test_knots_change_inside_a_hard_constraint_wrapper(f64):
+    """Hard constraints wrap the KAN (u = lift + distance * KAN); adaptive knots act on the KAN inside, and only its
+    knots move (the wrapper holds none)."""
+    from kanpde.problems.heat import Diffusion1D
+
+    problem = Diffusion1D(n_interior=200, hard_constraints=True)
+    torch.manual_seed(0)
+    net = KAN([2, 3, 1], grid=6)
+    model = problem.constrain(net)
+    assert model is not net
+    before = net.layers[0].knot_vector().clone()
+    result = Trainer(steps=9, optimizer="ssbroyden", progress=False, device="cpu", log_every=1,
+                     knots={"method": "density", "indicator": "curvature", "every": 4, "relax": 0.5, "keep_curvature": True}
+                     ).fit(problem, model, problem.sample_points(0))
+    assert result.status == "ok" and net.free_knots and net.grid == 6
+    assert not torch.equal(net.layers[0].knot_vector(), before)
+    with pytest.raises(ValueError, match="trainer.knots.method=move needs a KAN with B-spline edges \\(knots\\), got MLP"):
+        Trainer(knots={"method": "move"}).fit(problem, problem.constrain(MLP([2, 4, 1])), problem.sample_points(0))

@@ -28,8 +28,9 @@ import math
 import torch
 from torch import nn
 
-from kanpde.models.kan import KAN, KANLayer
+from kanpde.models.kan import KAN, KANLayer, kan_of
 from kanpde.models.knots import subdivision
+from kanpde.pde.constraints import HardConstraint
 from kanpde.training.callbacks.base import Callback
 from kanpde.training.callbacks.grid_extension import change_layers
 from kanpde.training.config import KnotsConfig
@@ -40,11 +41,16 @@ log = logging.getLogger("kanpde")
 
 
 def check_knot_model(model: nn.Module, setting: str) -> KAN:
-    """``model`` if it is a B-spline KAN, else a ValueError naming ``setting``."""
-    if not isinstance(model, KAN) or model.basis != "bspline":
-        kind = type(model).__name__ + (f" with basis={model.basis}" if isinstance(model, KAN) else "")
+    """The B-spline KAN ``model`` is or wraps (hard constraints wrap it), else a ValueError naming ``setting``."""
+    try:
+        kan = kan_of(model)
+    except TypeError:
+        kan = None
+    if kan is None or kan.basis != "bspline":
+        inner = (model.net if isinstance(model, HardConstraint) else model) if kan is None else kan  # the network, not its wrapper
+        kind = type(inner).__name__ + ("" if kan is None else f" with basis={kan.basis}")
         raise ValueError(f"{setting} needs a KAN with B-spline edges (knots), got {kind}")
-    return model
+    return kan
 
 
 @torch.no_grad()
@@ -142,7 +148,7 @@ class KnotRefinement(Callback):
         until = self.steps if self.config.until is None else min(self.config.until, self.steps)
         if step == 0 or step % self.config.every or step >= until:
             return
-        model: KAN = state.model
+        model = kan_of(state.model)
         x = state.points["pde"]["x"]
         weight = None
         if self.config.indicator == "residual":
