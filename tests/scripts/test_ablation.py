@@ -16,7 +16,7 @@ def abl():
 
 
 EXPECTED = {
-    "burgers1d": ["preset", "no-quasi-newton", "no-rba", "vrba", "no-rad", "no-keep-curvature"],
+    "burgers1d": ["preset", "no-quasi-newton", "no-rad", "no-keep-curvature"],
     "allen_cahn1d": ["preset", "no-quasi-newton", "no-exact-periodic"],
     "wave1d": ["preset", "no-quasi-newton", "no-hard-constraints", "no-fourier"],
     "convection1d": ["preset", "no-quasi-newton", "no-exact-periodic", "no-marching"],
@@ -65,9 +65,9 @@ def _results(where, rel_l2, status="ok"):
 
 def test_main_builds_the_table_against_the_preset_and_reruns_only_what_is_not_ok(abl, tmp_path, monkeypatch, capsys):
     ran = []
-    errors = {"preset": 1e-2, "no-quasi-newton": 5e-2, "no-rba": 2e-2, "no-rad": 4e-2, "no-keep-curvature": 3e-2}
+    errors = {"preset": 1e-2, "no-quasi-newton": 5e-2, "no-rad": 4e-2}
 
-    def fake(name, cmd, log):  # stands in for the subprocess: vrba fails without results
+    def fake(name, cmd, log):  # stands in for the subprocess: no-keep-curvature fails without results
         ran.append(name)
         variant = name.split()[1]
         assert f"hydra.run.dir={tmp_path}/runs/burgers1d/{variant}" in cmd and "trainer.resume=never" in cmd
@@ -77,20 +77,29 @@ def test_main_builds_the_table_against_the_preset_and_reruns_only_what_is_not_ok
         return 1
     monkeypatch.setattr(abl, "run_one", fake)
     monkeypatch.setattr(abl, "hardware", lambda: "test cpu")
-    _results(tmp_path / "runs" / "burgers1d" / "vrba", 3e-3, status="failed")  # stale: run again (and removed first)
-    _results(tmp_path / "runs" / "burgers1d" / "no-rba", 2e-2)  # ok already: not run again
+    _results(tmp_path / "runs" / "burgers1d" / "no-keep-curvature", 3e-3, status="failed")  # stale: run again (and removed first)
+    _results(tmp_path / "runs" / "burgers1d" / "no-rad", 4e-2)  # ok already: not run again
     assert abl.main(["--quick", "--problems", "burgers1d", "--out", str(tmp_path)]) == 1
-    assert sorted(ran) == ["burgers1d no-keep-curvature", "burgers1d no-quasi-newton", "burgers1d no-rad", "burgers1d preset",
-                           "burgers1d vrba"]
+    assert sorted(ran) == ["burgers1d no-keep-curvature", "burgers1d no-quasi-newton", "burgers1d preset"]
     rows = {r["variant"]: r for r in csv.DictReader((tmp_path / "ablation.csv").open())}
-    assert float(rows["no-quasi-newton"]["vs_preset"]) == pytest.approx(5.0) and float(rows["no-rba"]["vs_preset"]) == pytest.approx(2.0)
-    assert rows["vrba"]["status"] == "missing" and math.isnan(float(rows["vrba"]["rel_l2"]))
+    assert float(rows["no-quasi-newton"]["vs_preset"]) == pytest.approx(5.0) and float(rows["no-rad"]["vs_preset"]) == pytest.approx(4.0)
+    assert rows["no-keep-curvature"]["status"] == "missing" and math.isnan(float(rows["no-keep-curvature"]["rel_l2"]))
     assert rows["no-quasi-newton"]["overrides"] == "trainer.optimizer=lbfgs trainer.sampler.keep_curvature=false"
     md = (tmp_path / "ablation.md").read_text()
-    assert md in capsys.readouterr().out and "| burgers1d | KAN[2, 10, 10, 1] | no-rba | `trainer.loss.rba=false` | 0.02 | 2.00 |" in md
+    assert md in capsys.readouterr().out
+    assert "| burgers1d | KAN[2, 10, 10, 1] | no-rad | `trainer.sampler.adaptive=none trainer.sampler.keep_curvature=false` | 0.04 | 4.00 |" in md
 
 
 def test_bad_arguments_exit_2(abl, capsys):
     assert abl.main(["--problems", "heat3d", "--dry-run"]) == 2
     assert "heat3d" in capsys.readouterr().err
     assert abl.main(["--jobs", "0", "--dry-run"]) == 2
+
+
+def test_a_preset_with_rba_gets_the_rba_variants(abl):
+    """No preset uses RBA today; one that does gets ``no-rba`` and, for RBA's linear weights, ``vrba``."""
+    preset = abl.preset_config("burgers1d", True, ["trainer.loss.rba=true"])
+    found = abl.variants(preset)
+    assert found["no-rba"] == ["trainer.loss.rba=false"] and found["vrba"] == ["trainer.loss.rba_potential=exponential"]
+    assert "vrba" not in abl.variants(abl.preset_config("burgers1d", True, ["trainer.loss.rba=true",
+                                                                           "trainer.loss.rba_potential=exponential"]))
