@@ -123,7 +123,8 @@ def density_knots(eta: torch.Tensor, knots: torch.Tensor, k: int, floor: float, 
     q = torch.arange(1, G, dtype=knots.dtype, device=knots.device) / G
     c = (torch.searchsorted(cdf, q, right=True) - 1).clamp(0, G - 1)
     inner = t[c] + (q - cdf[c]) / mass[c] * width[c]
-    inner = t[1:-1] + relax * (inner - t[1:-1])
+    if relax != 1.0:  # (relax = 1 leaves the knots exactly as before the setting existed)
+        inner = t[1:-1] + relax * (inner - t[1:-1])
     return torch.cat([knots[: k + 1], inner, knots[n - 1 - k :]])
 
 
