@@ -122,18 +122,16 @@ def map_inverse_hessian(H: torch.Tensor, shapes: list[torch.Size], maps: list[to
         return torch.cat(out)
 
     new = rows(rows(H).T).T  # M (M H)ᵀ = M H Mᵀ, H symmetric
-    gamma = float(torch.diagonal(H).mean())
-    complements, offset = [], 0
+    gamma, offset = float(torch.diagonal(H).mean()), 0
     for shape, P in zip(shapes, maps):
         size = math.prod(shape) if P is None else P.shape[0] * P.shape[1] * shape[2]
-        if P is not None and P.shape[1] > P.shape[2]:  # (I - P P⁺) on each input's coefficients, for every output
-            C = torch.eye(P.shape[1], dtype=H.dtype, device=H.device) - P.to(H.dtype) @ torch.linalg.pinv(P.to(H.dtype))
-            eye_in = torch.eye(shape[0], dtype=H.dtype, device=H.device)
-            eye_out = torch.eye(shape[2], dtype=H.dtype, device=H.device)
-            complements.append((offset, torch.einsum("iab,ij,op->iaojbp", C, eye_in, eye_out).reshape(size, size)))
+        if P is not None and P.shape[1] > P.shape[2]:  # γ (I - P P⁺) on each input's coefficients, for every output
+            P = P.to(H.dtype)
+            C = torch.eye(P.shape[1], dtype=H.dtype, device=H.device) - P @ torch.linalg.pinv(P)
+            eye_in, eye_out = (torch.eye(m, dtype=H.dtype, device=H.device) for m in (shape[0], shape[2]))
+            block = torch.einsum("iab,ij,op->iaojbp", C, eye_in, eye_out).reshape(size, size)
+            new[offset:offset + size, offset:offset + size] += gamma * block
         offset += size
-    for start, C in complements:
-        new[start:start + C.shape[0], start:start + C.shape[0]] += gamma * C
     return new
 
 

@@ -33,6 +33,30 @@ class Probe(Callback):
             self.before[state.step + 1] = state.model(self.x).clone()
 
 
+class Snapshots(Callback):
+    """``grab(state)`` at the start and end of every step, in ``seen[(step, "start" | "end")]`` (None: nothing kept)."""
+
+    def __init__(self, grab) -> None:
+        self.grab, self.seen = grab, {}
+
+    def _keep(self, state, when) -> None:
+        value = self.grab(state)
+        if value is not None:
+            self.seen[(state.step, when)] = value
+
+    def on_step_start(self, state) -> None:
+        self._keep(state, "start")
+
+    def on_step_end(self, state) -> None:
+        self._keep(state, "end")
+
+
+def _optimizer_state(state) -> dict:
+    """The state of the optimiser's first parameter, where the quasi-Newton method keeps H."""
+    opt = state.optimizer
+    return opt.state[opt.param_groups[0]["params"][0]]
+
+
 def _train(problem, settings, width=(1, 4, 1), steps=12):
     model, points = setup_kan(problem, list(width))
     x = torch.linspace(-1.5, 1.5, 301, dtype=torch.float64).unsqueeze(1)  # inside and outside the domain
@@ -221,24 +245,13 @@ def test_adam_moments_follow_the_coefficients_through_a_knot_insertion(f64, pois
     function on the new knots as on the old (and the step count carries on)."""
     from kanpde.models.knots import knot_basis
 
-    class Moments(Callback):
-        def __init__(self):
-            self.seen = {}
-
-        def _grab(self, state, when):
-            layer = state.model.layers[0]
-            st = state.optimizer.state.get(layer.coef, {})
-            if st:
-                self.seen[(state.step, when)] = (layer.knot_vector().clone(), st["exp_avg"].clone(), int(st["step"]))
-
-        def on_step_start(self, state):
-            self._grab(state, "start")
-
-        def on_step_end(self, state):
-            self._grab(state, "end")
+    def grab(state):
+        layer = state.model.layers[0]
+        st = state.optimizer.state.get(layer.coef, {})
+        return (layer.knot_vector().clone(), st["exp_avg"].clone(), int(st["step"])) if st else None
 
     model, points = setup_kan(poisson, [1, 4, 1])
-    moments = Moments()
+    moments = Snapshots(grab)
     Trainer(steps=6, optimizer="adam", lr=1e-2, progress=False, device="cpu", callbacks=[moments],
             knots={"method": "insert", "every": 4, "insert": 2, "follow": False}).fit(poisson, model, points)
     knots0, m0, n0 = moments.seen[(3, "end")]
@@ -268,25 +281,13 @@ def test_a_knot_insertion_carries_the_quasi_newton_curvature_only_when_asked(f64
     from kanpde.models.knots import knot_basis
     from kanpde.training.quasi_newton import map_inverse_hessian
 
-    class Watch(Callback):
-        def __init__(self):
-            self.seen = {}
-
-        def _grab(self, state, when):
-            opt = state.optimizer
-            st = opt.state[opt.param_groups[0]["params"][0]]
-            self.seen[(state.step, when)] = (None if st.get("H") is None else st["H"].clone(), st.get("updates"),
-                                             [layer.knot_vector().clone() for layer in state.model.layers],
-                                             [p.shape for p in opt.param_groups[0]["params"]], opt)
-
-        def on_step_start(self, state):
-            self._grab(state, "start")
-
-        def on_step_end(self, state):
-            self._grab(state, "end")
+    def grab(state):
+        st, params = _optimizer_state(state), state.optimizer.param_groups[0]["params"]
+        return (None if st.get("H") is None else st["H"].clone(), st.get("updates"),
+                [layer.knot_vector().clone() for layer in state.model.layers], [p.shape for p in params], state.optimizer)
 
     model, points = setup_kan(poisson, [1, 3, 1])
-    watch = Watch()
+    watch = Snapshots(grab)
     Trainer(steps=6, optimizer="ssbroyden", progress=False, device="cpu", callbacks=[watch],
             knots={"method": "insert", "every": 4, "insert": 2, "follow": False, "keep_curvature": keep}).fit(poisson, model, points)
     H0, n0, knots0, shapes0, opt0 = watch.seen[(3, "end")]
@@ -325,24 +326,17 @@ def test_keep_curvature_through_knot_changes_needs_a_dense_quasi_newton_method()
 def test_a_grid_extension_keeps_the_quasi_newton_curvature_only_when_asked(f64, poisson, keep):
     """``trainer.grid_extension.keep_curvature``: the optimiser after the extension starts from the old H mapped
     into the finer grid's parameters (n' x n'), not afresh; the insertion keeps the function, so the loss does not jump."""
-    class Watch(Callback):
-        def __init__(self):
-            self.H = {}
-
-        def on_step_start(self, state):
-            opt = state.optimizer
-            self.H[state.step] = opt.state[opt.param_groups[0]["params"][0]].get("H")
-
     model, points = setup_kan(poisson, [1, 3, 1])
-    watch = Watch()
+    watch = Snapshots(lambda state: (_optimizer_state(state).get("H"),))
     result = Trainer(steps=6, optimizer="ssbroyden", progress=False, device="cpu", callbacks=[watch], log_every=1,
                      grid_extension={"at": [4], "grids": [10], "method": "insert", "keep_curvature": keep}).fit(poisson, model, points)
     n_after = sum(p.numel() for p in model.parameters())
-    assert result.history["grid"][-1] == 10 and watch.H[3] is not None and watch.H[3].shape[0] < n_after
+    H = {step: kept[0] for (step, when), kept in watch.seen.items() if when == "start"}
+    assert result.history["grid"][-1] == 10 and H[3] is not None and H[3].shape[0] < n_after
     if keep:
-        assert watch.H[4].shape == (n_after, n_after)
+        assert H[4].shape == (n_after, n_after)
     else:
-        assert watch.H[4] is None
+        assert H[4] is None
 
 
 def test_knots_change_inside_a_hard_constraint_wrapper(f64):

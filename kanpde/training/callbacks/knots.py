@@ -46,10 +46,11 @@ def check_knot_model(model: nn.Module, setting: str) -> KAN:
         kan = kan_of(model)
     except TypeError:
         kan = None
-    if kan is None or kan.basis != "bspline":
-        inner = (model.net if isinstance(model, HardConstraint) else model) if kan is None else kan  # the network, not its wrapper
-        kind = type(inner).__name__ + ("" if kan is None else f" with basis={kan.basis}")
-        raise ValueError(f"{setting} needs a KAN with B-spline edges (knots), got {kind}")
+    if kan is None:
+        inner = model.net if isinstance(model, HardConstraint) else model  # name the network, not its wrapper
+        raise ValueError(f"{setting} needs a KAN with B-spline edges (knots), got {type(inner).__name__}")
+    if kan.basis != "bspline":
+        raise ValueError(f"{setting} needs a KAN with B-spline edges (knots), got KAN with basis={kan.basis}")
     return kan
 
 
