@@ -48,6 +48,19 @@ def test_models_have_the_constructor_defaults(choice, cls, width):
         torch.testing.assert_close(a, b, rtol=0, atol=0)
 
 
+def test_chebykan_is_the_kan_with_chebyshev_edges():
+    """model=chebykan: KAN(width, basis="chebyshev"), as many parameters as model=kan, and no grid schedule."""
+    cfg = compose_config("model=chebykan")
+    plain = _plain(cfg, "model")
+    problem = build("problem", _plain(cfg, "problem"))
+    width = resolve_width(problem, plain["width"])
+    bounds = [b.tolist() for b in problem.domain.bounds()]
+    model = build("model", {**plain, "width": width}, bounds=bounds)
+    assert isinstance(model, KAN) and model.basis == "chebyshev"
+    assert model.n_params() == KAN(width, bounds=bounds).n_params()
+    assert build("trainer", _plain(cfg, "trainer")).config == TrainerConfig()
+
+
 PROBLEMS = sorted(p.stem for p in (config_dir() / "problem").glob("*.yaml"))
 
 
