@@ -57,10 +57,13 @@ def preset_config(problem: str, quick: bool, extra: list[str] = ()):
         return compose("config", overrides=[f"+experiment={problem}_best", *(QUICK.get(problem, []) if quick else []), *extra])
 
 
-def variants(cfg) -> dict[str, list[str]]:
-    """Per variant name, the overrides that make it from the preset ``cfg`` (``preset``: none)."""
+def variants(cfg, model: str = "preset") -> dict[str, list[str]]:
+    """Per variant name, the overrides that make it from the preset ``cfg`` (``preset``: none); ``model="mlp"``:
+    only the variants an MLP has (not the KAN's edge basis)."""
     tr, prob = cfg.trainer, cfg.problem
     out: dict[str, list[str]] = {"preset": []}
+    if model == "preset" and cfg.model.get("basis", "bspline") != "bspline":
+        out["bspline-edges"] = ["model.basis=bspline"]
     method = str(tr.optimizer).removeprefix("adam_")
     if method in QUASI_NEWTON:
         out["no-quasi-newton"] = [f"trainer.optimizer={'adam_lbfgs' if str(tr.optimizer).startswith('adam_') else 'lbfgs'}"]
@@ -114,7 +117,8 @@ def row(problem: str, model: str, variant: str, changes: list[str], where: Path)
     results = where / "results.h5"
     if results.is_file():
         a = read_results(results)["attrs"]
-        r.update(model=str(a["model"]), rel_l2=float(a["rel_l2"]), params=int(a["n_params"]), steps=int(a["steps"]),
+        basis = str(a.get("basis", "bspline"))  # a KAN's edges, where they are not B-splines
+        r.update(model=str(a["model"]) + ("" if basis in ("bspline", "") else f" {basis}"), rel_l2=float(a["rel_l2"]), params=int(a["n_params"]), steps=int(a["steps"]),
                  wall_time_s=float(a["wall_time_s"]), status=str(a["status"]))
     return r
 
@@ -154,7 +158,7 @@ def main(argv: list[str] | None = None) -> int:
     out = args.out.resolve()
     jobs = []
     for p in dict.fromkeys(args.problems):
-        for name, changes in variants(preset_config(p, args.quick, args.extra)).items():
+        for name, changes in variants(preset_config(p, args.quick, args.extra), args.model).items():
             where = run_dir(out, p, args.model, name)
             jobs.append((p, name, changes, where, command(p, args.model, changes, args.quick, args.jobs, args.extra, where)))
     if args.dry_run:
