@@ -18,7 +18,7 @@ def abl():
 EXPECTED = {
     "burgers1d": ["preset", "bspline-edges", "no-quasi-newton", "no-rad", "no-keep-curvature"],
     "allen_cahn1d": ["preset", "no-quasi-newton", "no-exact-periodic"],
-    "wave1d": ["preset", "no-quasi-newton", "no-hard-constraints", "no-fourier"],
+    "wave1d": ["preset", "bspline-edges", "no-quasi-newton", "no-hard-constraints", "no-fourier"],
     "convection1d": ["preset", "no-quasi-newton", "no-exact-periodic", "no-marching"],
     "poisson2d": ["preset", "no-quasi-newton"],
 }
