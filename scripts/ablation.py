@@ -39,7 +39,7 @@ for path in (ROOT, ROOT / "scripts"):
     if str(path) not in sys.path:
         sys.path.insert(0, str(path))
 
-from reproduce_literature import LITERATURE, MLP_WIDTH, QUICK, hardware, run_one  # noqa: E402
+from reproduce_literature import LITERATURE, QUICK, hardware, mlp_overrides, run_one  # noqa: E402
 
 from kanpde.io import atomic_path, read_results  # noqa: E402
 
@@ -64,11 +64,14 @@ def variants(cfg, model: str = "preset") -> dict[str, list[str]]:
     out: dict[str, list[str]] = {"preset": []}
     if model == "preset" and cfg.model.get("basis", "bspline") != "bspline":
         out["bspline-edges"] = ["model.basis=bspline"]
+    if model == "preset" and tr.knots.method != "none":
+        out["uniform-knots"] = ["trainer.knots.method=none"]
     method = str(tr.optimizer).removeprefix("adam_")
     if method in QUASI_NEWTON:
         out["no-quasi-newton"] = [f"trainer.optimizer={'adam_lbfgs' if str(tr.optimizer).startswith('adam_') else 'lbfgs'}"]
-        if tr.sampler.get("keep_curvature"):  # L-BFGS keeps no inverse Hessian to carry over
-            out["no-quasi-newton"].append("trainer.sampler.keep_curvature=false")
+        for group in ("sampler", "knots", "grid_extension"):  # L-BFGS keeps no inverse Hessian to carry over
+            if tr[group].get("keep_curvature"):
+                out["no-quasi-newton"].append(f"trainer.{group}.keep_curvature=false")
     if tr.loss.rba:
         out["no-rba"] = ["trainer.loss.rba=false"]
         if tr.loss.rba_potential == "linear":
@@ -99,7 +102,7 @@ def run_dir(out: Path, problem: str, model: str, variant: str) -> Path:
 
 def command(problem: str, model: str, variant: list[str], quick: bool, jobs: int, extra: list[str], where: Path) -> list[str]:
     """``python -m kanpde`` for one variant of one problem's preset."""
-    mlp = ["model=mlp", f"model.width=[{','.join(map(str, MLP_WIDTH[problem]))}]"] if model == "mlp" else []
+    mlp = mlp_overrides(problem) if model == "mlp" else []
     return [sys.executable, "-m", "kanpde", f"+experiment={problem}_best", *mlp, *(QUICK.get(problem, []) if quick else []),
             *(["threads=1"] if jobs > 1 else []), "trainer.progress=false", "trainer.resume=never", "plots=false", *extra,
             *variant, f"hydra.run.dir={where}"]

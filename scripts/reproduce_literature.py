@@ -137,6 +137,13 @@ HEADERS = {"wall_time_s": "time (s)", "ours": "ours", "pikan": "best PIKAN", "pi
            "pinn_source": "PINN source", "ratio_pinn": "ours / PINN", "target_params": "max params", "target_met": "target met"}
 
 
+def mlp_overrides(problem: str) -> list[str]:
+    """What turns a KAN preset into the same recipe for the MLP of ``MLP_WIDTH``: the model, and off the KAN-only
+    steps an MLP has nothing for (the grid-extension schedule and adaptive knots)."""
+    return ["model=mlp", f"model.width=[{','.join(map(str, MLP_WIDTH[problem]))}]", "trainer.grid_extension.at=[]",
+            "trainer.grid_extension.grids=[]", "trainer.knots.method=none"]
+
+
 def run_name(problem: str, model: str) -> str:
     """The run directory's name under ``<out>/runs``: the problem, with ``_mlp`` for ``--model mlp``."""
     return problem if model == "preset" else f"{problem}_{model}"
@@ -150,9 +157,7 @@ def commands(problems: list[str], out: str | os.PathLike, quick: bool, jobs: int
     for p in problems:
         extra = (["threads=1"] if jobs > 1 else []) + (QUICK.get(p, []) if quick else [])
         if model == "mlp":
-            # an MLP has no grid to extend: the smooth presets' KAN schedules are dropped
-            extra = ["model=mlp", f"model.width=[{','.join(map(str, MLP_WIDTH[p]))}]",
-                     "trainer.grid_extension.at=[]", "trainer.grid_extension.grids=[]", *extra]
+            extra = [*mlp_overrides(p), *extra]
         # trainer.resume=never: a measurement starts from step 0 (a checkpoint left by a killed run would shorten its time)
         cmds[p] = [sys.executable, "-m", "kanpde", f"+experiment={p}_best", f"hydra.run.dir={out}/runs/{run_name(p, model)}",
                    "trainer.progress=false", "trainer.resume=never", *extra]

@@ -61,6 +61,12 @@ def test_chebykan_is_the_kan_with_chebyshev_edges():
     assert build("trainer", _plain(cfg, "trainer")).config == TrainerConfig()
 
 
+def test_kan_g10_is_the_kan_at_grid_10_without_a_schedule():
+    cfg = compose_config("model=kan_g10")
+    assert _plain(cfg, "model")["grid"] == 10 and _plain(cfg, "model")["basis"] == "bspline"
+    assert build("trainer", _plain(cfg, "trainer")).config == TrainerConfig()
+
+
 PROBLEMS = sorted(p.stem for p in (config_dir() / "problem").glob("*.yaml"))
 
 

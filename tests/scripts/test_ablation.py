@@ -17,7 +17,7 @@ def abl():
 
 EXPECTED = {
     "burgers1d": ["preset", "bspline-edges", "no-quasi-newton", "no-rad", "no-keep-curvature"],
-    "allen_cahn1d": ["preset", "no-quasi-newton", "no-exact-periodic"],
+    "allen_cahn1d": ["preset", "uniform-knots", "no-quasi-newton", "no-rad", "no-keep-curvature", "no-exact-periodic"],
     "wave1d": ["preset", "bspline-edges", "no-quasi-newton", "no-hard-constraints", "no-fourier"],
     "convection1d": ["preset", "no-quasi-newton", "no-exact-periodic", "no-marching"],
     "poisson2d": ["preset", "no-quasi-newton"],
@@ -40,9 +40,10 @@ def test_each_variant_turns_off_what_it_names_and_nothing_else(abl, problem):
         expected = {"preset": set(), "no-quasi-newton": {"trainer.optimizer"}, "no-rba": {"trainer.loss"}, "vrba": {"trainer.loss"},
                     "no-exact-periodic": {"problem.exact_periodic"}, "no-hard-constraints": {"problem.hard_constraints"},
                     "no-fourier": {"model.embedding"}, "no-marching": {"trainer.marching", "trainer.steps", "trainer.adam_steps"},
-                    "no-rad": {"trainer.sampler"}, "no-keep-curvature": {"trainer.sampler"}, "bspline-edges": {"model.basis"}}[name]
-        if name == "no-quasi-newton" and base["trainer"]["sampler"]["keep_curvature"]:
-            expected = expected | {"trainer.sampler"}  # L-BFGS cannot keep curvature across a redraw
+                    "no-rad": {"trainer.sampler"}, "no-keep-curvature": {"trainer.sampler"}, "bspline-edges": {"model.basis"},
+                    "uniform-knots": {"trainer.knots"}}[name]
+        if name == "no-quasi-newton":  # L-BFGS cannot keep curvature across a redraw or a knot change
+            expected = expected | {f"trainer.{g}" for g in ("sampler", "knots") if base["trainer"][g]["keep_curvature"]}
         assert differs == expected, name
         if name == "no-quasi-newton":
             warm = base["trainer"]["optimizer"].startswith("adam_")  # poisson2d_best: ssbroyden alone
@@ -53,6 +54,8 @@ def test_each_variant_turns_off_what_it_names_and_nothing_else(abl, problem):
             assert trainer.sampler.adaptive == "none" and not trainer.sampler.keep_curvature
         if name == "no-keep-curvature":
             assert trainer.sampler.adaptive == "rad" and not trainer.sampler.keep_curvature
+        if name == "uniform-knots":
+            assert base["trainer"]["knots"]["method"] == "insert" and trainer.knots.method == "none"
         if name == "bspline-edges":
             assert base["model"]["basis"] == "chebyshev" and cfg["model"]["basis"] == "bspline"
         if name == "no-marching":  # the same budget in one window: 5 windows of 300 steps (100 Adam)
@@ -108,7 +111,9 @@ def test_a_preset_with_rba_gets_the_rba_variants(abl):
                                                                            "trainer.loss.rba_potential=exponential"]))
 
 
-def test_the_mlp_gets_no_edge_basis_variant(abl):
-    """``--model mlp`` runs the same variants with an MLP, which has no edge basis to switch."""
+def test_the_mlp_gets_no_kan_only_variant(abl):
+    """``--model mlp`` runs the same variants with an MLP, which has no edge basis to switch and no knots."""
     preset = abl.preset_config("burgers1d", True)
     assert "bspline-edges" in abl.variants(preset) and "bspline-edges" not in abl.variants(preset, "mlp")
+    preset = abl.preset_config("allen_cahn1d", True)
+    assert "uniform-knots" in abl.variants(preset) and "uniform-knots" not in abl.variants(preset, "mlp")
