@@ -56,7 +56,12 @@ def test_preset_mode_trains_each_problems_best_preset_at_the_studys_grid(study):
     density = study.overrides("allen_cahn1d", "density/input", [2, 10, 1], 5, None, 500, preset=True, relax=0.25)
     assert "trainer.knots.relax=0.25" in density and not any("relax" in a for a in args)  # only density moves relax
     uniform = study.overrides("allen_cahn1d", "uniform", [2, 10, 1], 5, 800, 500, preset=True)
-    assert "trainer.steps=800" in uniform and not any(a.startswith("trainer.knots") for a in uniform)
+    assert "trainer.steps=800" in uniform
+    with initialize_config_dir(config_dir=str(config_dir()), version_base="1.3"):
+        knots = compose("config", overrides=uniform).trainer.knots  # the preset inserts knots; the uniform variant not
+        plain = compose("config", overrides=study.overrides("allen_cahn1d", "density/input", [2, 10, 1], 5, None, 500, preset=True)).trainer.knots
+    assert knots.method == "none" and not knots.keep_curvature and knots.until is None
+    assert plain.method == "density" and not plain.keep_curvature and plain.until is None
     with pytest.raises(ValueError, match="insert/residual needs the run's step count and width"):
         study.overrides("allen_cahn1d", "insert/residual", [2, 10, 1], 5, None, 500, preset=True)
 
