@@ -117,7 +117,7 @@ def literature() -> dict[str, dict]:
 LITERATURE: dict[str, dict] = literature()
 
 # Quick-mode budgets (--quick): per-problem Hydra overrides appended to each preset, sized so that all
-# five finish in about 10 minutes with --jobs 2 on two CPU cores (measured: README, literature).
+# eight finish in under 20 minutes on two CPU cores (17 min one after another on one core: docs/hard-pdes.md).
 QUICK: dict[str, list[str]] = {
     "poisson2d": ["trainer.steps=2000"],
     "helmholtz2d": ["trainer.steps=2000"],
