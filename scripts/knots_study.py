@@ -50,13 +50,14 @@ def overrides(problem: str, variant: str, width: list[int], grid: int, steps: in
               optimizer: str = "lbfgs", preset: bool = False, keep_curvature: bool = False, until: int | None = None,
               extra: tuple[str, ...] = (), relax: float = 1.0) -> list[str]:
     """The ``python -m kanpde`` overrides of one run: Adam for a quarter of the steps, then ``optimizer``; or, with
-    ``preset``, the problem's ``<problem>_best`` preset (its width, optimiser, steps and techniques, but not its knot
-    schedule) at grid ``grid`` without grid extensions (``steps``, if given, replaces the preset's).  ``relax``: the share of the way a density
+    ``preset``, the problem's ``<problem>_best`` preset (its width, optimiser, steps and techniques, but B-spline edges
+    and not its knot schedule) at grid ``grid`` without grid extensions (``steps``, if given, replaces the preset's).  ``relax``: the share of the way a density
     change moves the knots.  ``extra`` overrides go last."""
     if preset:
-        # the preset's own knot schedule (if any) gives way to the variant's: every knot setting starts at its default
-        common = [f"+experiment={problem}_best", *([f"trainer.steps={steps}"] if steps else []), "trainer.knots.method=none",
-                  "trainer.knots.keep_curvature=false", "trainer.knots.until=null"]
+        # knots are B-spline knots (a preset may train Chebyshev edges), and the preset's own knot schedule (if any)
+        # gives way to the variant's: every knot setting starts at its default
+        common = [f"+experiment={problem}_best", *([f"trainer.steps={steps}"] if steps else []), "model.basis=bspline",
+                  "trainer.knots.method=none", "trainer.knots.keep_curvature=false", "trainer.knots.until=null"]
     else:
         common = [f"problem={problem}", f"model.width=[{','.join(map(str, width))}]", f"trainer.optimizer=adam_{optimizer}",
                   f"trainer.adam_steps={steps // 4}", f"trainer.steps={steps}"]

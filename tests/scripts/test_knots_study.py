@@ -61,6 +61,9 @@ def test_preset_mode_trains_each_problems_best_preset_at_the_studys_grid(study):
         knots = compose("config", overrides=uniform).trainer.knots  # the preset inserts knots; the uniform variant not
         plain = compose("config", overrides=study.overrides("allen_cahn1d", "density/input", [2, 10, 1], 5, None, 500, preset=True)).trainer.knots
     assert knots.method == "none" and not knots.keep_curvature and knots.until is None
+    with initialize_config_dir(config_dir=str(config_dir()), version_base="1.3"):  # burgers1d_best trains Chebyshev edges
+        assert compose("config", overrides=study.overrides("burgers1d", "density/curvature", [2, 10, 1], 5, None, 500,
+                                                           preset=True)).model.basis == "bspline"
     assert plain.method == "density" and not plain.keep_curvature and plain.until is None
     with pytest.raises(ValueError, match="insert/residual needs the run's step count and width"):
         study.overrides("allen_cahn1d", "insert/residual", [2, 10, 1], 5, None, 500, preset=True)
