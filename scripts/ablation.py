@@ -62,10 +62,11 @@ def variants(cfg, model: str = "preset") -> dict[str, list[str]]:
     only the variants an MLP has (not the KAN's edge basis)."""
     tr, prob = cfg.trainer, cfg.problem
     out: dict[str, list[str]] = {"preset": []}
-    if model == "preset" and cfg.model.get("basis", "bspline") != "bspline":
-        out["bspline-edges"] = ["model.basis=bspline"]
-    if model == "preset" and tr.knots.method != "none":
-        out["uniform-knots"] = ["trainer.knots.method=none"]
+    if model == "preset":  # the KAN's own tools
+        if cfg.model.get("basis", "bspline") != "bspline":
+            out["bspline-edges"] = ["model.basis=bspline"]
+        if tr.knots.method != "none":
+            out["uniform-knots"] = ["trainer.knots.method=none"]
     method = str(tr.optimizer).removeprefix("adam_")
     if method in QUASI_NEWTON:
         out["no-quasi-newton"] = [f"trainer.optimizer={'adam_lbfgs' if str(tr.optimizer).startswith('adam_') else 'lbfgs'}"]
@@ -120,9 +121,9 @@ def row(problem: str, model: str, variant: str, changes: list[str], where: Path)
     results = where / "results.h5"
     if results.is_file():
         a = read_results(results)["attrs"]
-        basis = str(a.get("basis", "bspline"))  # a KAN's edges, where they are not B-splines
-        r.update(model=str(a["model"]) + ("" if basis in ("bspline", "") else f" {basis}"), rel_l2=float(a["rel_l2"]), params=int(a["n_params"]), steps=int(a["steps"]),
-                 wall_time_s=float(a["wall_time_s"]), status=str(a["status"]))
+        basis = str(a.get("basis", "bspline"))  # named where a KAN's edges are not B-splines
+        r.update(model=str(a["model"]) + ("" if basis in ("bspline", "") else f" {basis}"), rel_l2=float(a["rel_l2"]),
+                 params=int(a["n_params"]), steps=int(a["steps"]), wall_time_s=float(a["wall_time_s"]), status=str(a["status"]))
     return r
 
 

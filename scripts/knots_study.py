@@ -51,8 +51,8 @@ def overrides(problem: str, variant: str, width: list[int], grid: int, steps: in
               extra: tuple[str, ...] = (), relax: float = 1.0) -> list[str]:
     """The ``python -m kanpde`` overrides of one run: Adam for a quarter of the steps, then ``optimizer``; or, with
     ``preset``, the problem's ``<problem>_best`` preset (its width, optimiser, steps and techniques, but B-spline edges
-    and not its knot schedule) at grid ``grid`` without grid extensions (``steps``, if given, replaces the preset's).  ``relax``: the share of the way a density
-    change moves the knots.  ``extra`` overrides go last."""
+    and not its knot schedule) at grid ``grid`` without grid extensions (``steps``, if given, replaces the preset's).
+    ``relax``: the share of the way a density change moves the knots.  ``extra`` overrides go last."""
     if preset:
         # knots are B-spline knots (a preset may train Chebyshev edges), and the preset's own knot schedule (if any)
         # gives way to the variant's: every knot setting starts at its default

@@ -63,7 +63,8 @@ def test_each_variant_turns_off_what_it_names_and_nothing_else(abl, problem):
 
 
 def _results(where, rel_l2, status="ok", basis="chebyshev"):
-    attrs = {"problem": "burgers1d", "model": "KAN[2, 10, 10, 1]", "basis": basis, "family": "kan", "n_params": 1300, "rel_l2": rel_l2, "steps": 1500,
+    attrs = {"problem": "burgers1d", "model": "KAN[2, 10, 10, 1]", "basis": basis, "family": "kan", "n_params": 1300,
+             "rel_l2": rel_l2, "steps": 1500,
              "wall_time_s": 100.0, "status": status, "message": ""}
     write_results(where / "results.h5", attrs, history={"step": [0]}, evaluation={"x": np.zeros((1, 2))})
 
@@ -77,7 +78,8 @@ def test_main_builds_the_table_against_the_preset_and_reruns_only_what_is_not_ok
         variant = name.split()[1]
         assert f"hydra.run.dir={tmp_path}/runs/burgers1d/{variant}" in cmd and "trainer.resume=never" in cmd
         if variant in errors:
-            _results(tmp_path / "runs" / "burgers1d" / variant, errors[variant], basis="bspline" if variant == "bspline-edges" else "chebyshev")
+            basis = "bspline" if variant == "bspline-edges" else "chebyshev"
+            _results(tmp_path / "runs" / "burgers1d" / variant, errors[variant], basis=basis)
             return 0
         return 1
     monkeypatch.setattr(abl, "run_one", fake)
