@@ -38,7 +38,9 @@ if str(ROOT) not in sys.path:
 from kanpde.io.results import read_results  # noqa: E402
 
 INDICATORS = ("residual", "input", "curvature")
-VARIANTS = ("uniform", "insert/residual", *(f"move/{i}" for i in INDICATORS), *(f"density/{i}" for i in INDICATORS))
+# move-jump: as move, but the knots that leave are the older ones whose removal changes the edges least
+# descend: the knots follow the loss's gradient (no indicator)
+VARIANTS = ("uniform", "insert/residual", *(f"{m}/{i}" for m in ("move", "move-jump", "density") for i in INDICATORS), "descend")
 
 
 def n_params(width: list[int], grid: int, k: int = 3) -> int:
@@ -65,8 +67,10 @@ def overrides(problem: str, variant: str, width: list[int], grid: int, steps: in
                "trainer.resume=auto", "plots=false", "threads=1", f"seed={seed}"]
     if variant == "uniform":
         return [*common, f"model.grid={grid}", *extra]
-    method, indicator = variant.split("/")
-    knots = [f"trainer.knots.method={method}", f"trainer.knots.indicator={indicator}", f"trainer.knots.every={every}",
+    method, indicator = variant.split("/") if "/" in variant else (variant, "residual")
+    removal = ["trainer.knots.removal=jump"] if method == "move-jump" else []
+    method = "move" if method == "move-jump" else method
+    knots = [f"trainer.knots.method={method}", *removal, f"trainer.knots.indicator={indicator}", f"trainer.knots.every={every}",
              "trainer.knots.follow=false", *(["trainer.knots.keep_curvature=true"] if keep_curvature else []),
              *([f"trainer.knots.until={until}"] if until is not None else []),
              *([f"trainer.knots.relax={relax}"] if method == "density" and relax != 1.0 else [])]

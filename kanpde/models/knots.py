@@ -191,6 +191,23 @@ def extend_knots(knots: torch.Tensor, coef: torch.Tensor, left: torch.Tensor, ri
     return torch.cat([left.to(knots), knots, right.to(knots)], dim=1), coef
 
 
+def removal_cost(coef: torch.Tensor, knots: torch.Tensor, k: int) -> torch.Tensor:
+    """(in, n) how much removing each knot would change its input's edges: sum over the edges of the jump of
+    the k-th derivative at the knot, times ((t_{j+1} - t_{j-1}) / 2)^k / k!.
+
+    A spline is s = s_0 + J (x - t_j)_+^k / k! with s_0 free of the knot t_j, J the jump of s^(k) there; the
+    truncated power's distance from splines without t_j scales as the local spacing to the k-th power, so
+    this is the size of the change a least-squares removal makes (the error estimate of knot-removal
+    schemes).  Zero at a knot that was inserted exactly (the polynomial runs on across it).  The first and
+    last knots (where the splines' supports end) cost infinity: they never leave.
+    coef: (in, G + k, out) the edges' coefficients (scales included), knots: (in, G + 2k + 1)."""
+    top = knot_cell_polynomials(coef, knots, k)[:, :-1, k, :]  # (in, cells, out): s^(k) / k! on each cell
+    jump = (top[:, 1:] - top[:, :-1]).abs().sum(-1)  # (in, n - 2): at the knots t_1 .. t_{n-2}
+    spread = ((knots[:, 2:] - knots[:, :-2]) / 2) ** k
+    inf = torch.full_like(knots[:, :1], float("inf"))
+    return torch.cat([inf, jump * spread, inf], dim=1)
+
+
 def interior(knots: torch.Tensor, k: int) -> tuple[torch.Tensor, torch.Tensor]:
     """(in,) the ends t_k and t_{n-1-k} of the range on which the B-splines sum to one."""
     return knots[:, k], knots[:, -1 - k]

@@ -41,7 +41,10 @@ class KnotsConfig:
     moved) per input each time, up to ``budget`` parameters (0: no limit); no change at or after step ``until``
     (None: to the end); ``follow``: hidden layers' knots first grow to cover their inputs, widened by
     ``margin`` (this adds knots, so it is off by default); ``floor``: the uniform share of a density; ``relax``:
-    the fraction of the way to a density's knots that each change moves them (1: all the way);
+    the fraction of the way to a density's knots that each change moves them (1: all the way); ``removal``:
+    which knots ``move`` takes out, those between the cells of smallest indicator (``indicator``) or, of the
+    older knots, those whose removal changes the edges least (``jump``); ``descent_steps``: for ``descend``,
+    the gradient steps in the knot positions (coefficients fixed) at each change;
     ``keep_curvature``: a dense quasi-Newton optimiser keeps its inverse Hessian through each change, mapped
     like the coefficients (H -> M H M^T), instead of starting afresh."""
     method: str = "none"
@@ -54,6 +57,8 @@ class KnotsConfig:
     margin: float = 0.05
     floor: float = 0.2
     relax: float = 1.0
+    removal: str = "indicator"
+    descent_steps: int = 5
     keep_curvature: bool = False
 
 
@@ -325,8 +330,10 @@ class TrainerConfig:
             raise ValueError(f"trainer.grid_extension.grids must increase, got {ext.grids}")
         ext.method = checks.one_of("trainer.grid_extension.method", ext.method, ("refit", "insert"))
         kn = self.knots
-        _in_group("knots", lambda: (checks.one_of("method", kn.method, ("none", "insert", "move", "density")),
+        _in_group("knots", lambda: (checks.one_of("method", kn.method, ("none", "insert", "move", "density", "descend")),
                                     checks.one_of("indicator", kn.indicator, ("residual", "input", "curvature")),
+                                    checks.one_of("removal", kn.removal, ("indicator", "jump")),
+                                    checks.positive_int("descent_steps", kn.descent_steps),
                                     checks.positive_int("every", kn.every), checks.positive_int("insert", kn.insert),
                                     checks.positive_int("budget", kn.budget, minimum=0),
                                     checks.number_in("margin", kn.margin, 0.0),
@@ -335,6 +342,9 @@ class TrainerConfig:
         kn.until = None if kn.until is None else checks.positive_int("trainer.knots.until", kn.until, minimum=0)
         if not isinstance(kn.follow, bool):
             raise ValueError(f"trainer.knots.follow must be true or false, got {kn.follow!r}")
+        if kn.removal != "indicator" and kn.method != "move":
+            raise ValueError(f"trainer.knots.removal={kn.removal} applies to trainer.knots.method=move only, "
+                             f"got method={kn.method}")
         for group, value in (("knots", kn.keep_curvature), ("grid_extension", ext.keep_curvature)):
             self._check_keep_curvature(group, value, "are not a matrix to map through the change")
 

@@ -35,6 +35,9 @@ def test_every_variant_trains_the_same_recipe_to_the_same_parameter_count(study)
     for v in ("move/curvature", "density/input"):
         assert _value(runs[v], "model.grid") == "20" and _value(runs[v], "trainer.knots.follow") == "false"
         assert _value(runs[v], "trainer.knots.indicator") == v.split("/")[1]
+    jump = runs["move-jump/residual"]
+    assert _value(jump, "trainer.knots.method") == "move" and _value(jump, "trainer.knots.removal") == "jump"
+    assert not any(a.startswith("trainer.knots.removal=") for a in runs["move/residual"])
 
 
 def test_preset_mode_trains_each_problems_best_preset_at_the_studys_grid(study):

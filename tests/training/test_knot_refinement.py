@@ -9,9 +9,11 @@ import torch
 
 from kanpde import MLP, Trainer, TrainerConfig
 from kanpde.models import KAN
-from kanpde.models.knots import knot_cells, uniform_knots
+from kanpde.models.knots import knot_basis, knot_cells, uniform_knots
 from kanpde.training.callbacks.base import Callback
-from kanpde.training.callbacks.knots import cell_indicator, density_knots, placed_by, removed_by
+from kanpde.models.kan import kan_of
+from kanpde.training.callbacks.knots import (cell_indicator, cheap_knots, density_knots, descent_direction, knot_gradient,
+                                              placed_by, plain_loss, quiet_cells, removed_by)
 
 from conftest import setup_kan
 
@@ -119,11 +121,35 @@ def test_placement_follows_the_indicator_and_falls_back_to_a_subdivision():
 def test_removal_drops_the_knots_between_the_quietest_cells_and_keeps_the_ends():
     knots = torch.arange(12, dtype=torch.float64)  # k = 3: interior knots 3..8, removable 4..7
     eta = torch.tensor([5, 5, 5, 5, 0.1, 0.1, 7, 7, 0.2, 5, 5], dtype=torch.float64)
-    kept = removed_by(eta, knots, 2, 3)
+    score = quiet_cells(eta)
+    assert score[0] == score[-1] == math.inf and score[5] == pytest.approx(0.2) and score[4] == pytest.approx(5.1)
+    kept = removed_by(score, knots, 2, 3)
     assert 5.0 not in kept.tolist() and 4.0 not in kept.tolist()  # knot 5 (0.1 + 0.1), then knot 4 (5 + 0.1)
     assert kept[3] == 3.0 and kept[-4] == 8.0 and len(kept) == 10
     with pytest.raises(ValueError, match="cannot remove 5 knots"):
-        removed_by(eta, knots, 5, 3)
+        removed_by(score, knots, 5, 3)
+
+
+def test_jump_removal_spares_the_knots_just_inserted_and_takes_the_cheapest_old_one(f64):
+    # one edge equal to (x - 0.2)_+^3 on knots with 0.2 among them: every other knot costs nothing to remove
+    layer = KAN([1, 1], grid=10, k=3).double().layers[0]
+    knots = uniform_knots(torch.tensor([-1.0]), torch.tensor([0.2]), 10, 3).double()
+    z = torch.linspace(-1, 1, 2001, dtype=torch.float64)[:, None]
+    target = (z - 0.2).clamp_min(0) ** 3 / float(layer.scale_sp)
+    coef = torch.linalg.lstsq(knot_basis(z, knots, 3)[:, 0], target).solution
+    layer.set_knots(knots, coef.unsqueeze(0))
+    before = layer.knot_vector().clone()
+    layer.insert_knots(torch.tensor([[0.05]], dtype=torch.float64))
+    score = cheap_knots(layer, before)[0]
+    t = layer.knots[0]
+    assert score[t == 0.05].item() == math.inf  # the new knot stays, though it costs nothing
+    j = int(torch.nonzero(torch.isclose(t, torch.tensor(0.2, dtype=torch.float64))))
+    assert score[j] == pytest.approx(((t[j + 1] - t[j - 1]) / 2).item() ** 3, rel=1e-9)  # jump 6 / 3! times spread^3
+    inner = torch.arange(4, len(t) - 4)
+    others = inner[(inner != j) & torch.isfinite(score[inner])]
+    assert float(score[others].max()) < 1e-12
+    kept = removed_by(score, t, 3, 3)
+    assert 0.05 in kept.tolist() and bool(torch.isclose(kept, torch.tensor(0.2, dtype=torch.float64)).any())
 
 
 def test_density_knots_are_quantiles_of_the_indicator():
@@ -243,7 +269,6 @@ def test_exact_extension_settings_without_an_extension_are_named_in_a_note():
 def test_adam_moments_follow_the_coefficients_through_a_knot_insertion(f64, poisson):
     """Boehm's insertion is linear: Adam's first moments, read as spline coefficients, must describe the same
     function on the new knots as on the old (and the step count carries on)."""
-    from kanpde.models.knots import knot_basis
 
     def grab(state):
         layer = state.model.layers[0]
@@ -278,7 +303,6 @@ def test_a_knot_insertion_carries_the_quasi_newton_curvature_only_when_asked(f64
     """With ``trainer.knots.keep_curvature`` the optimiser after an exact insertion starts from the old H mapped
     through the insertion (M H Mᵀ, map_inverse_hessian), M recovered here from the knots alone (Boehm's insertion
     is the exact change of basis), and its update count goes on; without it, a fresh start."""
-    from kanpde.models.knots import knot_basis
     from kanpde.training.quasi_newton import map_inverse_hessian
 
     def grab(state):
@@ -357,3 +381,94 @@ def test_knots_change_inside_a_hard_constraint_wrapper(f64):
     assert not torch.equal(net.layers[0].knot_vector(), before)
     with pytest.raises(ValueError, match="trainer.knots.method=move needs a KAN with B-spline edges \\(knots\\), got MLP"):
         Trainer(knots={"method": "move"}).fit(problem, problem.constrain(MLP([2, 4, 1])), problem.sample_points(0))
+
+
+def test_move_by_jump_keeps_the_new_knots_and_changes_the_function_less(f64, poisson):
+    changes, knots = {}, {}
+    for removal in ("indicator", "jump"):
+        settings = dict(optimizer="adam", lr=1e-2, knots={"method": "move", "every": 4, "until": 5, "removal": removal})
+        _, model, probe = _train(poisson, settings, steps=6)
+        changes[removal] = float((probe.after[4] - probe.before[4]).abs().max() / probe.before[4].abs().max())
+        knots[removal] = model.layers[0].knots[0]
+        assert model.grid == 5 and model.n_params() == 80
+    uniform = uniform_knots(torch.tensor([-1.0]), torch.tensor([0.4]), 5, 3)[0].double()
+    assert not torch.allclose(knots["jump"], uniform)  # knots did move: the inserted ones were not the ones to leave
+    assert 0 < changes["jump"] < changes["indicator"]
+    with pytest.raises(ValueError, match="trainer.knots.removal must be one of indicator, jump"):
+        TrainerConfig(knots={"method": "move", "removal": "smallest"})
+    with pytest.raises(ValueError, match="trainer.knots.removal=jump applies to trainer.knots.method=move only"):
+        TrainerConfig(knots={"method": "density", "removal": "jump"})
+
+
+class AtStep(Callback):
+    """Calls ``act(state)`` at the start of step ``step`` and keeps what it returns."""
+
+    def __init__(self, step, act) -> None:
+        self.step, self.act, self.out = step, act, None
+
+    def on_step_start(self, state) -> None:
+        if state.step == self.step:
+            self.out = self.act(state)
+
+
+def test_knot_gradient_matches_finite_differences_of_the_loss(f64, poisson):
+    model, points = setup_kan(poisson, [1, 4, 1])
+    model.use_free_knots()
+
+    def check(state):
+        loss, grads = knot_gradient(state, model)
+        assert loss == pytest.approx(float(plain_loss(state, state.model, "forward")), rel=1e-12)
+        out = []
+        for layer_index, j in ((0, 5), (0, 6), (1, 4), (1, 7)):
+            layer, eps = model.layers[layer_index], 1e-6
+            knots = layer.knots
+            fd = []
+            for sign in (1, -1):
+                bumped = knots.clone()
+                bumped[0, j] += sign * eps  # input 0 of the layer
+                layer.knots = bumped
+                with torch.no_grad():
+                    fd.append(float(plain_loss(state, state.model, "forward")))
+            layer.knots = knots
+            out.append((float(grads[layer_index][0, j]), (fd[0] - fd[1]) / (2 * eps)))
+        return out
+
+    probe = AtStep(3, check)
+    Trainer(steps=4, optimizer="adam", lr=1e-2, progress=False, device="cpu", callbacks=[probe]).fit(poisson, model, points)
+    for analytic, numeric in probe.out:
+        assert analytic == pytest.approx(numeric, rel=1e-5, abs=1e-9)
+    assert any(abs(a) > 1e-6 for a, _ in probe.out)
+
+
+def test_descent_direction_keeps_the_knots_in_order_and_the_ends_still():
+    knots = torch.tensor([[-4, -3, -2, -1, -0.5, 0, 1, 1.2, 2, 3, 4]], dtype=torch.float64)  # k = 3: interior [-1, 2]
+    grad = torch.tensor([[9, 9, 9, 9, 5, -1, 3, -8, 9, 9, 9]], dtype=torch.float64)
+    d = descent_direction(knots, grad, 3)
+    assert torch.equal(d[0, :4], torch.zeros(4, dtype=torch.float64)) and torch.equal(d[0, -4:], torch.zeros(4, dtype=torch.float64))
+    assert bool((d * grad <= 0).all()) and float((d * grad).sum()) < 0  # against the gradient
+    gap = knots.diff(dim=1)
+    room = torch.minimum(gap[:, :-1], gap[:, 1:])[0]
+    assert float((d[0, 1:-1].abs() / room).max()) == pytest.approx(0.45)
+    assert bool(((knots + d).diff(dim=1) > 0).all())
+    assert torch.equal(descent_direction(knots, torch.zeros_like(grad), 3), torch.zeros_like(knots))
+
+
+def test_descend_lowers_the_loss_at_each_change_and_keeps_the_coefficients(f64, poisson):
+    seen = {}
+
+    def grab(state):
+        layer = kan_of(state.model).layers[0]
+        return layer.knots.clone(), layer.coef.detach().clone(), float(plain_loss(state, state.model, "forward"))
+
+    snaps = Snapshots(lambda state: grab(state) if state.step in (3, 4) else None)
+    model, points = setup_kan(poisson, [1, 4, 1])
+    result = Trainer(steps=6, optimizer="adam", lr=1e-2, log_every=1, progress=False, device="cpu", callbacks=[snaps],
+                     knots={"method": "descend", "every": 4, "descent_steps": 3}).fit(poisson, model, points)
+    (k_end, c_end, l_end), (k_new, c_new, l_new) = snaps.seen[(3, "end")], snaps.seen[(4, "start")]
+    assert torch.equal(c_end, c_new)  # the coefficients stay; only the knots moved
+    assert not torch.equal(k_end, k_new) and torch.equal(k_end[:, :4], k_new[:, :4]) and torch.equal(k_end[:, -4:], k_new[:, -4:])
+    assert l_new < l_end
+    assert result.history["knot_indicator"][4] == pytest.approx(l_end - l_new, rel=1e-9)
+    assert model.grid == 5 and model.n_params() == 80
+    with pytest.raises(ValueError, match="trainer.knots.descent_steps must be an integer >= 1"):
+        TrainerConfig(knots={"method": "descend", "descent_steps": 0})

@@ -12,8 +12,10 @@ Methods:
                (greedily, each cell's indicator shared among its parts), up to ``budget`` parameters.
                Exact: the network does not change (Boehm's insertion).
   ``move``     r-refinement: as ``insert``, then as many interior knots as were inserted leave where
-               the indicator of their two cells is smallest; the parameter count stays the same.
-               The removal is a least-squares refit, so the function changes a little.
+               the indicator of their two cells is smallest (``removal=indicator``) or, among the older
+               knots, where leaving changes the edges least (``removal=jump``: the jump of the k-th
+               derivative there, :func:`~kanpde.models.knots.removal_cost`); the parameter count stays
+               the same.  The removal is a least-squares refit, so the function changes a little.
   ``density``  the interior knots move to the quantiles of the indicator's density (mixed with a
                uniform one, ``floor``), or ``relax`` of the way there, the count unchanged; a least-squares refit.
 With ``follow``, before each change the hidden layers' knots grow to cover the inputs they see, exactly.
@@ -29,7 +31,7 @@ import torch
 from torch import nn
 
 from kanpde.models.kan import KAN, KANLayer, kan_of
-from kanpde.models.knots import subdivision
+from kanpde.models.knots import removal_cost, subdivision
 from kanpde.pde.constraints import HardConstraint
 from kanpde.training.callbacks.base import Callback
 from kanpde.training.callbacks.grid_extension import change_layers
@@ -92,18 +94,35 @@ def placed_by(eta: torch.Tensor, knots: torch.Tensor, count: int, k: int) -> tor
     return torch.cat(new)
 
 
-def removed_by(eta: torch.Tensor, knots: torch.Tensor, count: int, k: int) -> torch.Tensor:
-    """One input's knots (n,) without the ``count`` interior knots whose two cells have the smallest
-    indicator; the interior's ends and the paddings stay.  eta: (n - 1,)."""
+def removed_by(score: torch.Tensor, knots: torch.Tensor, count: int, k: int) -> torch.Tensor:
+    """One input's knots (n,) without the ``count`` interior knots of smallest ``score`` (n,); the interior's
+    ends and the paddings stay."""
     n = knots.shape[0]
     inner = torch.arange(k + 1, n - 1 - k, device=knots.device)
     if count > len(inner):
         raise ValueError(f"cannot remove {count} knots from an input with {len(inner)} interior knots")
-    score = eta[inner - 1] + eta[inner]
-    drop = inner[torch.argsort(score, stable=True)[:count]]
+    drop = inner[torch.argsort(score[inner], stable=True)[:count]]
     keep = torch.ones(n, dtype=torch.bool, device=knots.device)
     keep[drop] = False
     return knots[keep]
+
+
+def quiet_cells(eta: torch.Tensor) -> torch.Tensor:
+    """(n,) each knot's score for ``removal=indicator``: the indicator of its two cells (eta: (n - 1,)); the end
+    knots, which have one cell, score infinity."""
+    inf = eta.new_full((1,), float("inf"))
+    return torch.cat([inf, eta[:-1] + eta[1:], inf])
+
+
+@torch.no_grad()
+def cheap_knots(layer: KANLayer, before: torch.Tensor) -> torch.Tensor:
+    """(in, n) each knot's score for ``removal=jump``: :func:`~kanpde.models.knots.removal_cost` of the
+    layer's edges; infinity at the knots not in ``before`` (in, n_old), the ones just inserted, which cost
+    nothing and would otherwise be the first to leave."""
+    _, sp = layer.scales()
+    cost = removal_cost(layer.coef * sp.unsqueeze(1), layer.knots, layer.k)
+    new = torch.stack([~torch.isin(t, b) for t, b in zip(layer.knots, before)])
+    return cost.masked_fill(new, float("inf"))
 
 
 def density_knots(eta: torch.Tensor, knots: torch.Tensor, k: int, floor: float, relax: float = 1.0) -> torch.Tensor:
@@ -129,6 +148,82 @@ def density_knots(eta: torch.Tensor, knots: torch.Tensor, k: int, floor: float, 
     return torch.cat([knots[: k + 1], inner, knots[n - 1 - k :]])
 
 
+def plain_loss(state: TrainState, model: nn.Module, derivatives: str) -> torch.Tensor:
+    """The weighted sum of the terms' mean squares on ``model`` (no per-point weights), over every rank's points."""
+    squares = state.problem.pointwise(model, state.points, derivatives)
+    loss = sum(state.problem.weights[t] * state.mean(t, v) for t, v in squares.items())
+    return loss if state.shards is None else state.shards.sum(loss)
+
+
+def knot_gradient(state: TrainState, model: KAN) -> tuple[float, list[torch.Tensor]]:
+    """The loss and its gradient with respect to every layer's knots (in, n), the coefficients held fixed.  The
+    forward-derivative pass and the kernels treat the knots as constants, so this takes nested autograd through
+    the per-cell torch operations (a few times the cost of a step)."""
+    fixed = [layer.knots for layer in model.layers]
+    leaves = [t.detach().clone().requires_grad_(True) for t in fixed]
+    try:
+        for layer, t in zip(model.layers, leaves):
+            layer.knots = t
+        with torch.enable_grad():
+            loss = plain_loss(state, state.model, "autograd")
+            grads = torch.autograd.grad(loss, leaves)
+    finally:
+        for layer, t in zip(model.layers, fixed):
+            layer.knots = t
+    if state.shards is not None:
+        grads = tuple(state.shards.sum(g) for g in grads)
+    return float(loss.detach()), list(grads)
+
+
+def descent_direction(knots: torch.Tensor, grad: torch.Tensor, k: int, reach: float = 0.45) -> torch.Tensor:
+    """(in, n) a move of the interior knots (not the interior's ends, not the paddings) against ``grad``, each
+    input's row scaled so that its largest move is ``reach`` of that knot's smaller neighbouring gap: a step of
+    at most this keeps every row strictly increasing.  A positive scaling per row keeps it a descent direction."""
+    d = torch.zeros_like(knots)
+    d[:, k + 1 : -k - 1] = -grad[:, k + 1 : -k - 1]
+    gap = knots.diff(dim=1)
+    room = torch.minimum(gap[:, :-1], gap[:, 1:])  # knot j's (1 .. n - 2) smaller gap
+    worst = (d[:, 1:-1].abs() / room).amax(1, keepdim=True)
+    return torch.where(worst > 0, d * reach / worst.clamp_min(torch.finfo(d.dtype).tiny), torch.zeros_like(d))
+
+
+def descend_knots(state: TrainState, model: KAN, steps: int) -> tuple[list[torch.Tensor], float, float]:
+    """``steps`` steps of gradient descent of the loss in the knot positions, the coefficients held fixed, each
+    backtracking (Armijo) from the largest step that keeps the knots in order.  Returns the knots per layer, the
+    loss before and after.  When the coefficients are converged, the fixed-coefficient gradient is the gradient
+    of the loss minimised over the coefficients (the envelope theorem): the direction variable projection takes."""
+    start = [layer.knots for layer in model.layers]
+    before = loss = math.nan
+    try:
+        for _ in range(steps):
+            loss, grads = knot_gradient(state, model)
+            before = loss if math.isnan(before) else before
+            knots = [layer.knots for layer in model.layers]
+            dirs = [descent_direction(t, g, model.k) for t, g in zip(knots, grads)]
+            slope = float(sum((g * d).sum() for g, d in zip(grads, dirs)))
+            if not slope < 0:
+                break
+            alpha = 1.0
+            while alpha >= 1 / 64:
+                for layer, t, d in zip(model.layers, knots, dirs):
+                    layer.knots = t + alpha * d
+                with torch.enable_grad():  # (some derivative back ends need a graph even to evaluate)
+                    new = float(plain_loss(state, state.loss_model, state.derivatives).detach())
+                if new <= loss + 1e-4 * alpha * slope:
+                    loss = new
+                    break
+                alpha /= 2
+            else:
+                for layer, t in zip(model.layers, knots):
+                    layer.knots = t
+                break
+        moved = [layer.knots.detach().clone() for layer in model.layers]
+    finally:
+        for layer, t in zip(model.layers, start):
+            layer.knots = t
+    return moved, before, loss
+
+
 class KnotRefinement(Callback):
     """Changes the knots every ``config.every`` steps (not at step 0) by ``config.method`` (see the module)."""
 
@@ -145,12 +240,18 @@ class KnotRefinement(Callback):
         if budget and budget < kan.n_params():
             raise ValueError(f"trainer.knots.budget={budget} is below the model's {kan.n_params()} parameters")
 
+    def on_fit_start(self, state: TrainState) -> None:
+        if self.config.method == "descend":  # the knots the gradient moves (the same function, before any optimiser)
+            kan_of(state.model).use_free_knots()
+
     def on_step_start(self, state: TrainState) -> None:
         step = state.step
         until = self.steps if self.config.until is None else min(self.config.until, self.steps)
         if step == 0 or step % self.config.every or step >= until:
             return
         model = kan_of(state.model)
+        if self.config.method == "descend":
+            return self.descend(state, model)
         x = state.points["pde"]["x"]
         weight = None
         if self.config.indicator == "residual":
@@ -166,6 +267,18 @@ class KnotRefinement(Callback):
         change_layers(state, change, carry=True, keep_curvature=self.config.keep_curvature)
         log.info("step %d: knots %s by the %s indicator: G = %d, %d parameters", step, self.config.method,
                  self.config.indicator, model.grid, model.n_params())
+
+    def descend(self, state: TrainState, model: KAN) -> None:
+        """The ``descend`` method: knots moved down the loss's gradient, the coefficients kept (the change's map
+        on them is the identity, so Adam's moments and a kept H carry over unchanged)."""
+        moved, before, after = descend_knots(state, model, self.config.descent_steps)
+        self.last = before - after
+        if not after < before:
+            return
+        state.end_stage()
+        change_layers(state, [lambda layer, t=t: layer.set_knots(t, layer.coef.detach().clone()) for t in moved],
+                      carry=True, keep_curvature=self.config.keep_curvature)
+        log.info("step %d: knots descended, loss %.3g -> %.3g", state.step, before, after)
 
     @staticmethod
     def _total(state: TrainState, value: torch.Tensor) -> torch.Tensor:
@@ -202,10 +315,14 @@ class KnotRefinement(Callback):
             refined = probe.knot_plan(probe.grid + count, place=lambda l, i, row, m: placed_by(eta[l][i], row, m, k))
             if cfg.method == "insert":
                 return [lambda layer, t=t: layer.refine_to(t) for t in refined]
-            probe.refine_knots(refined)  # exact; then as many knots leave where the indicator is smallest
-            eta = self.indicators(probe, x, weight, shards)
-            kept = [torch.stack([removed_by(e[i], layer.knots[i], count, k) for i in range(layer.in_features)])
-                    for layer, e in zip(probe.layers, eta)]
+            before = [layer.knot_vector().clone() for layer in probe.layers]
+            probe.refine_knots(refined)  # exact; then as many knots leave where the indicator (or the cost) is smallest
+            if cfg.removal == "jump":
+                score = [cheap_knots(layer, old) for layer, old in zip(probe.layers, before)]
+            else:
+                score = [torch.stack([quiet_cells(row) for row in e]) for e in self.indicators(probe, x, weight, shards)]
+            kept = [torch.stack([removed_by(sc[i], layer.knots[i], count, k) for i in range(layer.in_features)])
+                    for layer, sc in zip(probe.layers, score)]
             return [lambda layer, t=t, u=u: (layer.refine_to(t), layer.move_knots(u)) for t, u in zip(refined, kept)]
         eta = self.indicators(probe, x, weight, shards)
         self.last = float(eta[0].sum())
