@@ -1,9 +1,10 @@
 """How much can knot placement gain at all?  The best least-squares tensor-product spline fit of a problem's
 exact (or reference) solution with G cubic intervals per axis, on uniform knots and on knots placed by
-optimisation, on the grid where errors are measured.
+optimisation, on the grid where errors are measured (no cell narrower than that grid's spacing).
 
     python scripts/knot_bound.py                                   # burgers1d allen_cahn1d helmholtz2d, G = 5 10 20
     python scripts/knot_bound.py --problems helmholtz2d --grids 10 20 40
+    python scripts/knot_bound.py --grids 20 --train 0 1 2         # and train with those knots (seeds 0, 1, 2)
 
 A KAN's first layer has one knot vector per input, shared by that input's edges: per-axis knots, as in a
 tensor-product spline.  The ratio (optimised / uniform) is therefore what moving the knots can bring to
@@ -11,6 +12,12 @@ the approximation of the solution itself, before any training; no training techn
 worth more than that.  The optimiser (L-BFGS on the log-gaps of each axis's interior knots, exact
 gradients by autograd through the spline basis) finds a local optimum, so the optimised error is an
 upper bound of the best placement's and the ratio a lower bound of the possible gain.
+
+``--train SEED ...`` then asks what the best placement is worth in training: it trains the uniform variant of
+``scripts/knots_study.py`` (KAN [2,10,1], Adam for a quarter of 2,000 steps, then ``ssbroyden``), once as it is
+and once with the first layer's knots fixed from the start at the optimised ones (an oracle: they come from the
+exact solution), same points, seed and optimiser.  If the oracle knots do not beat uniform ones, no indicator
+that places knots during training will: the limit is elsewhere.
 
 For comparison, de Boor's asymptotic theory (cubic splines, L2 error, N -> infinity) puts the best gain
 for a smooth f at (mean |f''''|^(2/9))^(9/2) / (mean |f''''|^2)^(1/2): printed for the sine factors of
@@ -33,6 +40,8 @@ if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
 from kanpde.experiment.catalogue import load_problem  # noqa: E402
+from kanpde.experiment.run import build, resolve_width  # noqa: E402
+from kanpde.experiment.solve import solve  # noqa: E402
 from kanpde.models.knots import knot_basis  # noqa: E402
 
 K = 3
@@ -60,9 +69,10 @@ def padded(interior: torch.Tensor) -> torch.Tensor:
     return torch.cat([left, interior, right])
 
 
-def knots_of(logits: torch.Tensor, lo: float, hi: float) -> torch.Tensor:
-    """Interior knots (G + 1,) on [lo, hi] whose G gaps are the softmax of ``logits`` (G,): always increasing."""
-    gaps = torch.softmax(logits, 0) * (hi - lo)
+def knots_of(logits: torch.Tensor, lo: float, hi: float, floor: float) -> torch.Tensor:
+    """Interior knots (G + 1,) on [lo, hi] whose G gaps are ``floor`` plus shares (the softmax of ``logits`` (G,))
+    of the rest: increasing, and no cell narrower than ``floor``."""
+    gaps = floor + torch.softmax(logits, 0) * (hi - lo - len(logits) * floor)
     return torch.cat([gaps.new_full((1,), lo), lo + gaps.cumsum(0)])
 
 
@@ -76,7 +86,11 @@ def fit_error(a: torch.Tensor, b: torch.Tensor, U: torch.Tensor, ta: torch.Tenso
 
 def optimise(a, b, U, grid: int, iters: int) -> tuple[float, float, torch.Tensor, torch.Tensor]:
     """Uniform error, optimised error and the optimised interior knots of each axis."""
-    span = [(float(v[0]), float(v[-1])) for v in (a, b)]
+    if min(len(a), len(b)) <= grid + K:
+        raise ValueError(f"G = {grid} needs more than {grid + K} grid points per axis to fit, got {len(a)} x {len(b)}")
+    # no cell narrower than the grid's spacing: a fit judged on grid points alone could otherwise put a jump
+    # between two of them (and at most half a uniform cell, so that the floor leaves room to move)
+    span = [(float(v[0]), float(v[-1]), min(float(v.diff().max()), float(v[-1] - v[0]) / (2 * grid))) for v in (a, b)]
     z0 = np.zeros(2 * grid)
 
     def split(z: torch.Tensor):
@@ -94,6 +108,39 @@ def optimise(a, b, U, grid: int, iters: int) -> tuple[float, float, torch.Tensor
     return uniform, math.exp(res.fun), ta, tb
 
 
+def train(name: str, grid: int, seed: int, knots: tuple[torch.Tensor, torch.Tensor] | None) -> float:
+    """Rel L2 of the knots study's uniform recipe (built from the same config as ``python -m kanpde`` builds it),
+    with the first layer's knots set to ``knots`` (interior, per axis, domain coordinates) if given."""
+    from hydra import compose, initialize_config_dir
+    from omegaconf import OmegaConf
+
+    from kanpde.experiment.configs import config_dir
+
+    sys.path.insert(0, str(Path(__file__).parent))
+    from knots_study import overrides
+
+    with initialize_config_dir(config_dir=str(config_dir()), version_base="1.3"):
+        cfg = compose("config", overrides=overrides(name, "uniform", [2, 10, 1], grid, 2000, 250, seed, "ssbroyden"))
+    plain = OmegaConf.to_container(cfg, resolve=True)
+    plain["trainer"]["device"] = "cpu"
+    trainer, problem = build("trainer", plain["trainer"]), build("problem", plain["problem"])
+    plain["model"]["width"] = resolve_width(problem, plain["model"]["width"])
+    lower, upper = problem.domain.bounds()
+    torch.manual_seed(seed)
+    previous = torch.get_default_dtype()
+    torch.set_default_dtype(trainer.torch_dtype)
+    try:
+        net = build("model", plain["model"], bounds=(lower.tolist(), upper.tolist()))
+    finally:
+        torch.set_default_dtype(previous)
+    if knots is not None:  # the first layer sees the normalised box: map the domain's knots there
+        net.use_free_knots()
+        n = net.normalize
+        domain = torch.stack([padded(t) for t in knots]).to(n.scale.dtype)
+        net.layers[0].move_knots(domain * n.scale.unsqueeze(1) + n.shift.unsqueeze(1))
+    return float(solve(problem, net, trainer, seed=seed, plots=False).attributes["rel_l2"])
+
+
 def de_boor_gain(freq: float, n: int = 200001) -> float:
     """Asymptotic best gain of free over uniform knots for sin(freq·x) with cubic splines (L2)."""
     s = np.abs(np.sin(np.linspace(0.0, 2 * math.pi, n)))
@@ -105,19 +152,30 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--problems", nargs="+", default=["burgers1d", "allen_cahn1d", "helmholtz2d"])
     ap.add_argument("--grids", nargs="+", type=int, default=[5, 10, 20])
     ap.add_argument("--iters", type=int, default=300, help="L-BFGS iterations per fit (default 300)")
+    ap.add_argument("--train", nargs="*", type=int, default=[], metavar="SEED",
+                    help="also train the knots study's uniform recipe with uniform and with the optimised first-layer knots")
     args = ap.parse_args(argv)
     if any(g < 2 for g in args.grids):
         ap.error(f"--grids must be at least 2, got {args.grids}")
+    if args.train:
+        torch.set_num_threads(1)  # as the knots study's runs (threads=1)
     print("| problem | G | uniform knots | optimised knots | ratio | knots of the first axis | time |")
     print("|---|---|---|---|---|---|---|")
+    trained = []
     for name in args.problems:
         a, b, U = solution_grid(name)
         for grid in args.grids:
             start = time.time()
-            uniform, best, ta, _ = optimise(a, b, U, grid, args.iters)
+            uniform, best, ta, tb = optimise(a, b, U, grid, args.iters)
             knots = ", ".join(f"{v:.3g}" for v in ta.tolist()) if grid <= 10 else f"{grid + 1} knots"
             print(f"| {name} | {grid} | {uniform:.3g} | {best:.3g} | {best / uniform:.2f} | {knots} | {time.time() - start:.0f} s |",
                   flush=True)
+            for seed in args.train:
+                trained.append((name, grid, seed, train(name, grid, seed, None), train(name, grid, seed, (ta, tb))))
+    if trained:
+        print("\ntrained (rel L2): | problem | G | seed | uniform knots | optimised first-layer knots | ratio |")
+        for name, grid, seed, u, o in trained:
+            print(f"| {name} | {grid} | {seed} | {u:.3g} | {o:.3g} | {o / u:.2f} |")
     print(f"\nde Boor's asymptotic best gain for a sine factor (cubic, L2): {de_boor_gain(1.0):.2f}")
     return 0
 
