@@ -168,7 +168,7 @@ def main(argv: list[str] | None = None) -> int:
             start = time.time()
             uniform, best, ta, tb = optimise(a, b, U, grid, args.iters)
             knots = ", ".join(f"{v:.3g}" for v in ta.tolist()) if grid <= 10 else f"{grid + 1} knots"
-            print(f"| {name} | {grid} | {uniform:.3g} | {best:.3g} | {best / uniform:.2f} | {knots} | {time.time() - start:.0f} s |",
+            print(f"| {name} | {grid} | {uniform:.3g} | {best:.3g} | {best / uniform:.2g} | {knots} | {time.time() - start:.0f} s |",
                   flush=True)
             for seed in args.train:
                 trained.append((name, grid, seed, train(name, grid, seed, None), train(name, grid, seed, (ta, tb))))

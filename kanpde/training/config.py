@@ -37,7 +37,7 @@ class GridExtensionConfig:
 @dataclass
 class KnotsConfig:
     """Adaptive knots (:mod:`kanpde.training.callbacks.knots`): every ``every`` steps, ``method`` (none | insert |
-    move | density) by ``indicator`` (residual | input | curvature).  ``insert``: knots added (or, for move,
+    move | density | descend) by ``indicator`` (residual | input | curvature).  ``insert``: knots added (or, for move,
     moved) per input each time, up to ``budget`` parameters (0: no limit); no change at or after step ``until``
     (None: to the end); ``follow``: hidden layers' knots first grow to cover their inputs, widened by
     ``margin`` (this adds knots, so it is off by default); ``floor``: the uniform share of a density; ``relax``:

@@ -18,6 +18,8 @@ Methods:
                the same.  The removal is a least-squares refit, so the function changes a little.
   ``density``  the interior knots move to the quantiles of the indicator's density (mixed with a
                uniform one, ``floor``), or ``relax`` of the way there, the count unchanged; a least-squares refit.
+  ``descend``  the interior knots move down the loss's gradient, the coefficients held fixed
+               (``descent_steps`` backtracking steps per change; no indicator).
 With ``follow``, before each change the hidden layers' knots grow to cover the inputs they see, exactly.
 Every input of every layer gets the same number of knots, so a layer's G stays one number.
 """
@@ -204,7 +206,7 @@ def descend_knots(state: TrainState, model: KAN, steps: int) -> tuple[list[torch
             if not slope < 0:
                 break
             alpha = 1.0
-            while alpha >= 1 / 64:
+            while alpha >= 2.0**-20:  # near a converged loss, only small moves pay
                 for layer, t, d in zip(model.layers, knots, dirs):
                     layer.knots = t + alpha * d
                 with torch.enable_grad():  # (some derivative back ends need a graph even to evaluate)
