@@ -5,6 +5,7 @@ optimisation, on the grid where errors are measured (no cell narrower than that 
     python scripts/knot_bound.py                                   # burgers1d allen_cahn1d helmholtz2d, G = 5 10 20
     python scripts/knot_bound.py --problems helmholtz2d --grids 10 20 40
     python scripts/knot_bound.py --grids 20 --train 0 1 2         # and train with those knots (seeds 0, 1, 2)
+    python scripts/knot_bound.py --problems allen_cahn1d --grids 10 --train 0 --preset --steps 4000 -- problem.exact_periodic=false
 
 A KAN's first layer has one knot vector per input, shared by that input's edges: per-axis knots, as in a
 tensor-product spline.  The ratio (optimised / uniform) is therefore what moving the knots can bring to
@@ -40,7 +41,7 @@ if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
 from kanpde.experiment.catalogue import load_problem  # noqa: E402
-from kanpde.experiment.run import build, resolve_width  # noqa: E402
+from kanpde.experiment.run import build, resolve_embedding, resolve_width  # noqa: E402
 from kanpde.experiment.solve import solve  # noqa: E402
 from kanpde.models.knots import knot_basis  # noqa: E402
 
@@ -108,9 +109,13 @@ def optimise(a, b, U, grid: int, iters: int) -> tuple[float, float, torch.Tensor
     return uniform, math.exp(res.fun), ta, tb
 
 
-def train(name: str, grid: int, seed: int, knots: tuple[torch.Tensor, torch.Tensor] | None) -> float:
+def train(name: str, grid: int, seed: int, knots: tuple[torch.Tensor, torch.Tensor] | None, preset: bool = False,
+          steps: int | None = None, extra: tuple[str, ...] = ()) -> float:
     """Rel L2 of the knots study's uniform recipe (built from the same config as ``python -m kanpde`` builds it),
-    with the first layer's knots set to ``knots`` (interior, per axis, domain coordinates) if given."""
+    with the first layer's knots set to ``knots`` (interior, per axis, domain coordinates) if given.  ``preset``:
+    the problem's ``_best`` preset at this grid instead, B-spline edges, no grid extension (``steps`` replaces its
+    step count), as ``knots_study.py --preset`` trains it.  ``extra``: overrides for both runs, last.  An input
+    embedding (a periodic one, say) is refused: the first layer's inputs would then be features, not the axes."""
     from hydra import compose, initialize_config_dir
     from omegaconf import OmegaConf
 
@@ -120,11 +125,15 @@ def train(name: str, grid: int, seed: int, knots: tuple[torch.Tensor, torch.Tens
     from knots_study import overrides
 
     with initialize_config_dir(config_dir=str(config_dir()), version_base="1.3"):
-        cfg = compose("config", overrides=overrides(name, "uniform", [2, 10, 1], grid, 2000, 250, seed, "ssbroyden"))
+        args = (overrides(name, "uniform", [2, 10, 1], grid, steps, 500, seed, preset=True, extra=extra) if preset
+                else overrides(name, "uniform", [2, 10, 1], grid, steps or 2000, 250, seed, "ssbroyden", extra=extra))
+        cfg = compose("config", overrides=args)
     plain = OmegaConf.to_container(cfg, resolve=True)
     plain["trainer"]["device"] = "cpu"
     trainer, problem = build("trainer", plain["trainer"]), build("problem", plain["problem"])
     plain["model"]["width"] = resolve_width(problem, plain["model"]["width"])
+    if "embedding" in plain["model"]:
+        plain["model"]["embedding"] = resolve_embedding(problem, plain["model"]["embedding"])
     lower, upper = problem.domain.bounds()
     torch.manual_seed(seed)
     previous = torch.get_default_dtype()
@@ -133,6 +142,9 @@ def train(name: str, grid: int, seed: int, knots: tuple[torch.Tensor, torch.Tens
         net = build("model", plain["model"], bounds=(lower.tolist(), upper.tolist()))
     finally:
         torch.set_default_dtype(previous)
+    if knots is not None and net.embedding.active:
+        raise ValueError(f"{name}: the model embeds its inputs, so its first layer's knots are not per axis "
+                         "(for a periodic embedding, add -- problem.exact_periodic=false)")
     if knots is not None:  # the first layer sees the normalised box: map the domain's knots there
         net.use_free_knots()
         n = net.normalize
@@ -154,6 +166,10 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--iters", type=int, default=300, help="L-BFGS iterations per fit (default 300)")
     ap.add_argument("--train", nargs="*", type=int, default=[], metavar="SEED",
                     help="also train the knots study's uniform recipe with uniform and with the optimised first-layer knots")
+    ap.add_argument("--preset", action="store_true",
+                    help="train each problem's _best preset at the grid instead (as knots_study.py --preset)")
+    ap.add_argument("--steps", type=int, default=None, help="training steps (default: 2000, or the preset's)")
+    ap.add_argument("extra", nargs="*", help="overrides for every training run, after -- (e.g. -- problem.exact_periodic=false)")
     args = ap.parse_args(argv)
     if any(g < 2 for g in args.grids):
         ap.error(f"--grids must be at least 2, got {args.grids}")
@@ -171,7 +187,8 @@ def main(argv: list[str] | None = None) -> int:
             print(f"| {name} | {grid} | {uniform:.3g} | {best:.3g} | {best / uniform:.2g} | {knots} | {time.time() - start:.0f} s |",
                   flush=True)
             for seed in args.train:
-                trained.append((name, grid, seed, train(name, grid, seed, None), train(name, grid, seed, (ta, tb))))
+                runs = [train(name, grid, seed, k, args.preset, args.steps, tuple(args.extra)) for k in (None, (ta, tb))]
+                trained.append((name, grid, seed, *runs))
     if trained:
         print("\ntrained (rel L2): | problem | G | seed | uniform knots | optimised first-layer knots | ratio |")
         for name, grid, seed, u, o in trained:

@@ -62,3 +62,17 @@ def test_solution_grid_reads_the_exact_solution_as_a_grid(bound):
     a, b, U = bound.solution_grid("helmholtz2d")
     assert U.shape == (len(a), len(b)) and not bool(torch.isnan(U).any())
     assert torch.allclose(U, torch.sin(math.pi * a)[:, None] * torch.sin(4 * math.pi * b)[None, :], atol=1e-12)
+
+
+def test_training_builds_the_run_the_cli_builds_and_refuses_embedded_inputs(bound, tmp_path):
+    from conftest import compose_config, load_script
+    from kanpde.experiment.run import run
+
+    study = load_script("knots_study")
+    args = study.overrides("helmholtz2d", "uniform", [2, 10, 1], 6, 4, 250, 1, "ssbroyden")
+    cli = run(compose_config(*args), tmp_path)["rel_l2"]
+    assert bound.train("helmholtz2d", 6, 1, None, steps=4) == pytest.approx(cli, rel=1e-12)
+    knots = (torch.linspace(-1, 1, 7, dtype=torch.float64) ** 3, torch.linspace(-1, 1, 7, dtype=torch.float64))
+    assert bound.train("helmholtz2d", 6, 1, knots, steps=4) != pytest.approx(cli, rel=1e-6)  # the knots do reach the model
+    with pytest.raises(ValueError, match="allen_cahn1d: the model embeds its inputs"):
+        bound.train("allen_cahn1d", 6, 0, knots, preset=True, steps=1)
