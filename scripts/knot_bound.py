@@ -41,7 +41,7 @@ if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
 from kanpde.experiment.catalogue import load_problem  # noqa: E402
-from kanpde.experiment.run import build, resolve_embedding, resolve_width  # noqa: E402
+from kanpde.experiment.run import build_parts  # noqa: E402
 from kanpde.experiment.solve import solve  # noqa: E402
 from kanpde.models.knots import knot_basis  # noqa: E402
 
@@ -58,7 +58,7 @@ def solution_grid(name: str) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     if len(a) * len(b) != len(x):
         raise ValueError(f"{name}'s evaluation points are not a grid ({len(x)} points, {len(a)} x {len(b)} values)")
     U = torch.full((len(a), len(b)), math.nan, dtype=torch.float64)
-    U[torch.searchsorted(a, x[:, 0]), torch.searchsorted(b, x[:, 1])] = u
+    U[torch.searchsorted(a, x[:, 0].contiguous()), torch.searchsorted(b, x[:, 1].contiguous())] = u
     return a, b, U
 
 
@@ -130,18 +130,7 @@ def train(name: str, grid: int, seed: int, knots: tuple[torch.Tensor, torch.Tens
         cfg = compose("config", overrides=args)
     plain = OmegaConf.to_container(cfg, resolve=True)
     plain["trainer"]["device"] = "cpu"
-    trainer, problem = build("trainer", plain["trainer"]), build("problem", plain["problem"])
-    plain["model"]["width"] = resolve_width(problem, plain["model"]["width"])
-    if "embedding" in plain["model"]:
-        plain["model"]["embedding"] = resolve_embedding(problem, plain["model"]["embedding"])
-    lower, upper = problem.domain.bounds()
-    torch.manual_seed(seed)
-    previous = torch.get_default_dtype()
-    torch.set_default_dtype(trainer.torch_dtype)
-    try:
-        net = build("model", plain["model"], bounds=(lower.tolist(), upper.tolist()))
-    finally:
-        torch.set_default_dtype(previous)
+    trainer, problem, net = build_parts(plain, seed)
     if knots is not None and net.embedding.active:
         raise ValueError(f"{name}: the model embeds its inputs, so its first layer's knots are not per axis "
                          "(for a periodic embedding, add -- problem.exact_periodic=false)")

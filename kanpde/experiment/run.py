@@ -133,6 +133,27 @@ def validate(cfg: DictConfig) -> None:
         raise ConfigError(str(e)) from None
 
 
+def build_parts(plain: dict[str, Any], seed: int) -> tuple[Any, Problem, Any]:
+    """Trainer, problem and network from a resolved config (a plain dict; its model section is completed in
+    place), the network built after ``torch.manual_seed(seed)`` in the trainer's dtype, as every run builds them."""
+    trainer = build("trainer", plain["trainer"])
+    problem = build("problem", plain["problem"])
+    if plain["model"].get("width") is not None:
+        plain["model"]["width"] = resolve_width(problem, plain["model"]["width"])
+    check_model_fits(problem, plain["model"].get("width"))
+    if "embedding" in plain["model"]:
+        plain["model"]["embedding"] = resolve_embedding(problem, plain["model"]["embedding"])
+    torch.manual_seed(seed)
+    lower, upper = problem.domain.bounds()
+    previous_dtype = torch.get_default_dtype()
+    torch.set_default_dtype(trainer.torch_dtype)
+    try:
+        net = build("model", plain["model"], bounds=(lower.tolist(), upper.tolist()))
+    finally:
+        torch.set_default_dtype(previous_dtype)
+    return trainer, problem, net
+
+
 def run(
     cfg: DictConfig,
     output_dir: str | Path,
@@ -160,21 +181,7 @@ def run(
         plain["trainer"]["device"] = distributed.init(plain["trainer"]["device"])
         if distributed.rank() > 0:
             logging.getLogger("kanpde").setLevel(logging.WARNING)  # rank 0 speaks for the run
-    trainer = build("trainer", plain["trainer"])
-    problem = build("problem", plain["problem"])
-    if plain["model"].get("width") is not None:
-        plain["model"]["width"] = resolve_width(problem, plain["model"]["width"])
-    check_model_fits(problem, plain["model"].get("width"))
-    if "embedding" in plain["model"]:
-        plain["model"]["embedding"] = resolve_embedding(problem, plain["model"]["embedding"])
-    torch.manual_seed(int(cfg.seed))
-    lower, upper = problem.domain.bounds()
-    previous_dtype = torch.get_default_dtype()
-    torch.set_default_dtype(trainer.torch_dtype)
-    try:
-        net = build("model", plain["model"], bounds=(lower.tolist(), upper.tolist()))
-    finally:
-        torch.set_default_dtype(previous_dtype)
+    trainer, problem, net = build_parts(plain, int(cfg.seed))
     interpret = plain.get("interpret") or {}
     try:
         check(problem, net, trainer, bool(interpret.get("activations", False)))
