@@ -17,7 +17,8 @@ from kanpde.training.distributed import init, shard
 
 
 def train(optimizer: str, out: str, ranks: bool = True, crash_at: int | None = None, resume: bool = False) -> None:
-    """Train as ``optimizer`` says ("lbfgs", or "rba+causal": Adam with every technique that runs data-parallel)
+    """Train as ``optimizer`` says ("lbfgs", "descend": Adam with knot descent, or "rba+causal": Adam with every
+    technique that runs data-parallel)
     in float64, on this rank's share of the points (``ranks``) or on all of them; rank 0 writes the history."""
     default = torch.get_default_dtype()
     torch.set_default_dtype(torch.float64)
@@ -34,9 +35,12 @@ def _train(optimizer: str, out: str, ranks: bool, crash_at: int | None, resume: 
     torch.manual_seed(0)
     model = KAN([2, 4, 1], grid=5, bounds=[b.tolist() for b in problem.domain.bounds()])
     points = problem.sample_points(0)
-    settings = dict(optimizer="adam" if techniques else optimizer, steps=5 if optimizer == "lbfgs" else 12, log_every=1,
-                    progress=False, device="cpu", lr=1e-2, grid_extension={"at": [], "grids": []})
-    if not techniques:  # NTK loss balancing every 2 steps, on a subsample of all ranks' points (periodic pairs kept)
+    descend = optimizer == "descend"  # Adam, with the knots moved down the loss's gradient summed over the ranks
+    settings = dict(optimizer="adam" if techniques or descend else optimizer, steps=5 if optimizer in ("lbfgs", "descend") else 12,
+                    log_every=1, progress=False, device="cpu", lr=1e-2, grid_extension={"at": [], "grids": []})
+    if descend:
+        settings["knots"] = {"method": "descend", "every": 2, "until": 3, "descent_steps": 2}
+    elif not techniques:  # NTK loss balancing every 2 steps, on a subsample of all ranks' points (periodic pairs kept)
         settings["loss"] = {"balance": "ntk", "balance_period": 2, "ntk_points": 16}
         # knots moved by the residual at step 2, the hidden layer's grown first to cover its inputs on all ranks
         settings["knots"] = {"method": "move", "indicator": "residual", "every": 2, "until": 3, "follow": True}

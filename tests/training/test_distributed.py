@@ -60,6 +60,15 @@ def test_two_ranks_take_one_process_lbfgs_steps_on_all_the_points(tmp_path):
     assert one["knot_indicator"][2] > 0 and np.isnan(one["knot_indicator"][1])  # the knots moved at step 2
 
 
+@pytest.mark.slow
+def test_two_ranks_descend_the_knots_as_one_process(tmp_path):
+    """Knot descent at step 2: the loss and its knot gradient summed over the ranks, so both ranks take one
+    process's step (a knot change that differed by rank would part the histories)."""
+    one, two = _history(tmp_path, "descend", 1), _history(tmp_path, "descend", 2)
+    _assert_same_history(two, one)
+    assert one["knot_indicator"][2] > 0  # the loss fell at the knot change
+
+
 def test_shards_split_every_term_and_need_a_point_per_rank():
     points = {"pde": {"x": torch.arange(10.0)[:, None]}, "dirichlet": {"x": torch.arange(3.0)[:, None], "normal": torch.ones(3, 1)}}
     parts = [shard(points, r, 3) for r in range(3)]

@@ -150,11 +150,12 @@ def density_knots(eta: torch.Tensor, knots: torch.Tensor, k: int, floor: float, 
     return torch.cat([knots[: k + 1], inner, knots[n - 1 - k :]])
 
 
-def plain_loss(state: TrainState, model: nn.Module, derivatives: str) -> torch.Tensor:
-    """The weighted sum of the terms' mean squares on ``model`` (no per-point weights), over every rank's points."""
+def plain_loss(state: TrainState, model: nn.Module, derivatives: str, total: bool = True) -> torch.Tensor:
+    """The weighted sum of the terms' mean squares on ``model`` (no per-point weights): over every rank's points,
+    or (``total=False``, differentiable) this rank's share of it."""
     squares = state.problem.pointwise(model, state.points, derivatives)
     loss = sum(state.problem.weights[t] * state.mean(t, v) for t, v in squares.items())
-    return loss if state.shards is None else state.shards.sum(loss)
+    return loss if state.shards is None or not total else state.shards.sum(loss)
 
 
 def knot_gradient(state: TrainState, model: KAN) -> tuple[float, list[torch.Tensor]]:
@@ -167,13 +168,13 @@ def knot_gradient(state: TrainState, model: KAN) -> tuple[float, list[torch.Tens
         for layer, t in zip(model.layers, leaves):
             layer.knots = t
         with torch.enable_grad():
-            loss = plain_loss(state, state.model, "autograd")
+            loss = plain_loss(state, state.model, "autograd", total=False)
             grads = torch.autograd.grad(loss, leaves)
     finally:
         for layer, t in zip(model.layers, fixed):
             layer.knots = t
-    if state.shards is not None:
-        grads = tuple(state.shards.sum(g) for g in grads)
+    if state.shards is not None:  # each rank's share, summed: the same loss and step on every rank
+        loss, grads = state.shards.sum(loss), tuple(state.shards.sum(g) for g in grads)
     return float(loss.detach()), list(grads)
 
 
