@@ -37,8 +37,9 @@ import torch
 from scipy.optimize import minimize
 
 ROOT = Path(__file__).resolve().parents[1]
-if str(ROOT) not in sys.path:
-    sys.path.insert(0, str(ROOT))
+for folder in (ROOT, Path(__file__).resolve().parent):  # kanpde, and the sibling script knots_study
+    if str(folder) not in sys.path:
+        sys.path.insert(0, str(folder))
 
 from kanpde.experiment.catalogue import load_problem  # noqa: E402
 from kanpde.experiment.run import build_parts  # noqa: E402
@@ -121,8 +122,7 @@ def train(name: str, grid: int, seed: int, knots: tuple[torch.Tensor, torch.Tens
 
     from kanpde.experiment.configs import config_dir
 
-    sys.path.insert(0, str(Path(__file__).parent))
-    from knots_study import overrides
+    from knots_study import overrides  # a sibling script (its folder is on the path: see the top)
 
     with initialize_config_dir(config_dir=str(config_dir()), version_base="1.3"):
         args = (overrides(name, "uniform", [2, 10, 1], grid, steps, 500, seed, preset=True, extra=extra) if preset
@@ -162,6 +162,8 @@ def main(argv: list[str] | None = None) -> int:
     args = ap.parse_args(argv)
     if any(g < 2 for g in args.grids):
         ap.error(f"--grids must be at least 2, got {args.grids}")
+    if not args.train and (args.preset or args.steps is not None or args.extra):
+        ap.error("--preset, --steps and overrides after -- apply to training runs: add --train SEED ...")
     if args.train:
         torch.set_num_threads(1)  # as the knots study's runs (threads=1)
     print("| problem | G | uniform knots | optimised knots | ratio | knots of the first axis | time |")

@@ -342,9 +342,11 @@ class TrainerConfig:
         kn.until = None if kn.until is None else checks.positive_int("trainer.knots.until", kn.until, minimum=0)
         if not isinstance(kn.follow, bool):
             raise ValueError(f"trainer.knots.follow must be true or false, got {kn.follow!r}")
-        if kn.removal != "indicator" and kn.method != "move":
-            raise ValueError(f"trainer.knots.removal={kn.removal} applies to trainer.knots.method=move only, "
-                             f"got method={kn.method}")
+        for name, value, default, method in (("removal", kn.removal, "indicator", "move"),
+                                             ("descent_steps", kn.descent_steps, 5, "descend")):
+            if value != default and kn.method != method:
+                raise ValueError(f"trainer.knots.{name}={value} applies to trainer.knots.method={method} only, "
+                                 f"got method={kn.method}")
         for group, value in (("knots", kn.keep_curvature), ("grid_extension", ext.keep_curvature)):
             self._check_keep_curvature(group, value, "are not a matrix to map through the change")
 

@@ -76,3 +76,9 @@ def test_training_builds_the_run_the_cli_builds_and_refuses_embedded_inputs(boun
     assert bound.train("helmholtz2d", 6, 1, knots, steps=4) != pytest.approx(cli, rel=1e-6)  # the knots do reach the model
     with pytest.raises(ValueError, match="allen_cahn1d: the model embeds its inputs"):
         bound.train("allen_cahn1d", 6, 0, knots, preset=True, steps=1)
+
+
+def test_training_options_without_training_are_refused(bound, capsys):
+    with pytest.raises(SystemExit):
+        bound.main(["--problems", "helmholtz2d", "--grids", "5", "--preset"])
+    assert "--preset, --steps and overrides after -- apply to training runs" in capsys.readouterr().err

@@ -472,3 +472,5 @@ def test_descend_lowers_the_loss_at_each_change_and_keeps_the_coefficients(f64, 
     assert model.grid == 5 and model.n_params() == 80
     with pytest.raises(ValueError, match="trainer.knots.descent_steps must be an integer >= 1"):
         TrainerConfig(knots={"method": "descend", "descent_steps": 0})
+    with pytest.raises(ValueError, match="trainer.knots.descent_steps=3 applies to trainer.knots.method=descend only"):
+        TrainerConfig(knots={"method": "move", "descent_steps": 3})
